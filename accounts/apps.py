@@ -1,0 +1,15 @@
+from django.apps import AppConfig
+
+
+class AccountsConfig(AppConfig):
+    name = "accounts"
+    verbose_name = "Accounts"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from accounts.declarations import declare_account_models
+        from accounts.models import User
+        from compliance.modelchanges import track_changes
+
+        declare_account_models()
+        track_changes(User, exclude=("password", "last_login", "email_index", "phone_index"))

@@ -1,0 +1,32 @@
+"""Sign-in by e-mail through the blind index (the e-mail column itself is ciphertext)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.backends import ModelBackend
+from django.http import HttpRequest
+
+from accounts.models import User
+
+
+class EmailBackend(ModelBackend):
+    def authenticate(
+        self,
+        request: HttpRequest | None,
+        username: str | None = None,
+        password: str | None = None,
+        email: str | None = None,
+        **kwargs: Any,
+    ) -> User | None:
+        address = email or username
+        if not address or password is None:
+            return None
+        user = User.objects.with_email(address).first()
+        if user is None:
+            # Run the hasher anyway so that an unknown address takes as long as a wrong password.
+            User().set_password(password)
+            return None
+        if user.check_password(password) and self.user_can_authenticate(user):
+            return user
+        return None

@@ -1,0 +1,40 @@
+"""What django-axes stores, made pseudonymous.
+
+axes keeps the username and IP of every failed attempt in clear. We hand it a blind index of the
+e-mail instead of the e-mail, and instead of the IP an address in the IPv6 unique-local range
+(fd00::/8) whose 120 bits are an HMAC of the real IP: stable, so counting per IP still works, and
+valid for axes' inet column, but not the listener's address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest
+
+from identity.crypto.blind import email_index
+from identity.crypto.kek import decode_key
+from identity.net import client_ip
+
+def username_key(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
+    credentials = credentials or {}
+    value = credentials.get("username") or credentials.get("email")
+    if value is None and request is not None:
+        value = request.POST.get("username") or request.POST.get("email")
+    return email_index(str(value)) if value else None
+
+
+def pseudonymous_ip(ip: str) -> str:
+    key = decode_key(settings.BLIND_INDEX_KEY, name="BLIND_INDEX_KEY")
+    digest = hmac.new(key, b"axes-ip\x00" + ip.encode(), hashlib.sha256).digest()
+    return str(ipaddress.IPv6Address(b"\xfd" + digest[:15]))
+
+
+def client_ip_key(request: HttpRequest) -> str:
+    ip = client_ip(request)
+    return pseudonymous_ip(ip) if ip else pseudonymous_ip("unknown")
+

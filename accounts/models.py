@@ -1,0 +1,129 @@
+"""Listeners and staff. Every personal field is AES-256-GCM ciphertext under the user's own key."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from django.contrib.auth.base_user import AbstractBaseUser, BaseUserManager
+from django.contrib.auth.models import PermissionsMixin
+from django.db import models
+from django.utils import timezone
+
+from identity.crypto.blind import email_index, phone_index
+from identity.crypto.fields import EncryptedDateField, EncryptedEmailField, EncryptedTextField
+
+
+class UserQuerySet(models.QuerySet["User"]):
+    def with_email(self, email: str) -> UserQuerySet:
+        """Exact, case-insensitive lookup through the blind index (the column itself is ciphertext)."""
+        return self.filter(email_index=email_index(email))
+
+    def with_phone(self, phone: str) -> UserQuerySet:
+        return self.filter(phone_index=phone_index(phone))
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def get_queryset(self) -> UserQuerySet:
+        return UserQuerySet(self.model, using=self._db)
+
+    def with_email(self, email: str) -> UserQuerySet:
+        return self.get_queryset().with_email(email)
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get_queryset().with_email(username or "").get()
+
+    def create_user(
+        self,
+        email: str,
+        password: str | None = None,
+        *,
+        display_name: str = "",
+        phone: str = "",
+        date_of_birth: datetime.date | None = None,
+        country: str = "",
+        region: str = "",
+        **extra: Any,
+    ) -> User:
+        if not email:
+            raise ValueError("an e-mail address is required")
+        user = self.model(
+            email=self.normalize_email(email).strip(),
+            display_name=display_name,
+            phone=phone,
+            date_of_birth=date_of_birth,
+            country=country.upper(),
+            region=region.upper(),
+            **extra,
+        )
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **extra: Any) -> User:
+        extra.setdefault("is_staff", True)
+        extra.setdefault("is_superuser", True)
+        if not extra["is_staff"] or not extra["is_superuser"]:
+            raise ValueError("a superuser must have is_staff and is_superuser set")
+        return self.create_user(email, password, **extra)
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A listener, a parent, or a member of staff. Signs in with an e-mail address.
+
+    ``email_index``/``phone_index`` are blind indexes kept in step with the encrypted values by
+    ``save()`` (an invariant of the row, not business logic): lookups and uniqueness use them.
+    """
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    data_key_id = models.UUIDField(default=uuid.uuid4, editable=False, db_index=True)
+
+    email = EncryptedEmailField("e-mail address")
+    email_index = models.CharField(max_length=64, unique=True, editable=False)
+    display_name = EncryptedTextField("display name", max_length=150, blank=True)
+    date_of_birth = EncryptedDateField("date of birth", null=True, blank=True)
+    country = EncryptedTextField("country (ISO 3166-1 alpha-2)", max_length=2, blank=True)
+    region = EncryptedTextField("region (ISO 3166-2)", max_length=6, blank=True)
+    phone = EncryptedTextField("phone number", max_length=32, blank=True)
+    phone_index = models.CharField(max_length=64, blank=True, editable=False, db_index=True)
+
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        verbose_name = "user"
+        verbose_name_plural = "users"
+
+    def __str__(self) -> str:
+        # Ids only: this string lands in admin history, auditlog entries and log lines.
+        return f"user {self.pk}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.refresh_indexes()
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None:
+            extra = {"email": "email_index", "phone": "phone_index"}
+            kwargs["update_fields"] = set(update_fields) | {extra[f] for f in update_fields if f in extra}
+        super().save(*args, **kwargs)
+
+    def refresh_indexes(self) -> None:
+        if isinstance(self.email, str) and self.email:
+            self.email_index = email_index(self.email)
+        if isinstance(self.phone, str):
+            self.phone_index = phone_index(self.phone) if self.phone else ""
+
+    def get_full_name(self) -> str:
+        return str(self.display_name or "")
+
+    def get_short_name(self) -> str:
+        return self.get_full_name()

@@ -1,0 +1,103 @@
+"""Registry declarations for the platform's own models and for django-auditlog's entries."""
+
+from __future__ import annotations
+
+from compliance.registry import Category, Erasure, LawfulBasis, declare, not_personal, personal, pseudonymous
+
+AUDIT_RETENTION = "6 years from the event (accountability, GDPR Art. 5(2)); personal details redacted on erasure"
+
+
+def declare_platform_models() -> None:
+    declare(
+        "identity.SubjectKey",
+        subject="the subject whose data the key protects",
+        purpose="protect each subject's personal data at rest with their own key (GDPR Art. 32)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="until the subject is erased; the key material is then destroyed, the row kept as proof",
+        erasure=Erasure.SHRED,
+        fields={
+            "id": not_personal("random key id"),
+            "kek_id": not_personal(),
+            "wrapped_key": not_personal("key material, never exported"),
+            "created_at": not_personal(),
+            "rewrapped_at": not_personal(),
+            "shredded_at": not_personal(),
+        },
+    )
+    declare(
+        "compliance.AuditEvent",
+        subject="subject_ref (whose data it is); actor_ref (who acted)",
+        purpose="prove who did what to whose personal data, and when (accountability)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention=AUDIT_RETENTION,
+        erasure=Erasure.SHRED,
+        fields={
+            "id": not_personal(),
+            "occurred_at": not_personal(),
+            "action": not_personal(),
+            "actor_type": not_personal(),
+            "actor_ref": pseudonymous(Category.AUDIT, "opaque user id"),
+            "subject_ref": pseudonymous(Category.AUDIT, "opaque user id"),
+            "data_key_id": not_personal(),
+            "payload": personal(Category.AUDIT, "details and IP, AES-256-GCM under the subject's key"),
+            "details": not_personal("only for events with no subject and no actor; secrets masked"),
+            "ip_index": pseudonymous(Category.SECURITY, "blind index of the IP"),
+            "prev_hash": not_personal(),
+            "entry_hash": not_personal(),
+        },
+        sources=("the data subject", "the service's own systems"),
+    )
+    declare(
+        "compliance.AuditChainHead",
+        subject="none: chain bookkeeping",
+        purpose="detect deleted entries at the end of the audit log",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="permanent",
+        erasure=Erasure.KEEP,
+        legal_exception="holds no personal data",
+        fields={
+            "id": not_personal(),
+            "last_event_id": not_personal(),
+            "last_hash": not_personal(),
+            "length": not_personal(),
+        },
+    )
+    declare(
+        "compliance.ModelChange",
+        subject="object_pk when the object is a user; actor (who changed it)",
+        purpose="record staff changes to records (who changed what, when)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention=AUDIT_RETENTION,
+        erasure=Erasure.PSEUDONYMISE,
+        notes="Encrypted fields are masked in diffs; the actor's e-mail and IP columns are removed.",
+        fields={
+            "id": not_personal(),
+            "content_type": not_personal(),
+            "object_pk": pseudonymous(Category.AUDIT, "opaque id of the changed row"),
+            "object_id": pseudonymous(Category.AUDIT, "opaque id of the changed row"),
+            "object_repr": not_personal("models' __str__ shows ids only"),
+            "serialized_data": not_personal("not enabled"),
+            "action": not_personal(),
+            "changes_text": not_personal("encrypted fields masked"),
+            "changes": not_personal("encrypted fields masked"),
+            "actor": pseudonymous(Category.AUDIT, "who changed it"),
+            "cid": not_personal("correlation id"),
+            "timestamp": not_personal(),
+            "additional_data": not_personal(),
+        },
+    )
+    declare(
+        "admin.LogEntry",
+        subject="user (the member of staff who acted); object_id when the object is a user",
+        purpose="record what staff changed in the admin console",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention=AUDIT_RETENTION,
+        erasure=Erasure.PSEUDONYMISE,
+        notes="object_repr is the model's __str__, which shows ids only; change_message names fields, not values.",
+        fields={
+            "user": pseudonymous(Category.AUDIT, "the member of staff"),
+            "object_id": pseudonymous(Category.AUDIT),
+            "object_repr": not_personal("ids only"),
+            "change_message": not_personal("field names only"),
+        },
+    )

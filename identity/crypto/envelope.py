@@ -1,0 +1,92 @@
+"""The ciphertext format and the AES-256-GCM operations on it.
+
+Format, version 1 (binary, stored as-is in a bytea/BLOB column)::
+
+    0x01 | data key id (16 bytes, the subject's DEK uuid) | nonce (12 bytes) | ciphertext || tag (16 bytes)
+
+Authenticated data: the version byte, the key id and a *context* naming where the value lives
+(``app_label.model.field``). A value copied into another column, re-labelled with another key
+id, or altered in any bit fails authentication (``DecryptionError``). Nonces are random; each DEK
+encrypts one subject's values, far below the 2**32 messages per key that random 96-bit nonces allow.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+
+from identity.crypto import keystore
+from identity.crypto.errors import DecryptionError, UnsupportedFormatError
+
+VERSION = 1
+_VERSION_BYTE = bytes([VERSION])
+_HEADER = 1 + 16
+_NONCE = 12
+_TAG = 16
+MIN_LENGTH = _HEADER + _NONCE + _TAG
+
+
+@dataclass(frozen=True)
+class Erased:
+    """What a value under a destroyed (shredded) key reads as.
+
+    It keeps the stored bytes so that saving the row again writes them back untouched.
+    """
+
+    raw: bytes
+
+    def __str__(self) -> str:
+        return "[erased]"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Erased)
+
+    def __hash__(self) -> int:
+        return hash(Erased)
+
+
+def is_erased(value: object) -> bool:
+    return isinstance(value, Erased)
+
+
+def key_id_of(token: bytes) -> uuid.UUID:
+    """The data key id a ciphertext was made with (no decryption)."""
+    _check_header(token)
+    return uuid.UUID(bytes=bytes(token[1:_HEADER]))
+
+
+def _check_header(token: bytes) -> None:
+    if len(token) < MIN_LENGTH:
+        raise UnsupportedFormatError("stored value is too short to be a ciphertext")
+    if token[0] != VERSION:
+        raise UnsupportedFormatError(f"unknown ciphertext version {token[0]}")
+
+
+def encrypt(plaintext: bytes, *, key_id: uuid.UUID, context: str) -> bytes:
+    cipher = keystore.cipher_for_encrypt(key_id)
+    header = _VERSION_BYTE + key_id.bytes
+    nonce = os.urandom(_NONCE)
+    return header + nonce + cipher.encrypt(nonce, plaintext, header + context.encode())
+
+
+def decrypt(token: bytes | memoryview, *, context: str) -> bytes | Erased:
+    """Plaintext, or ``Erased`` when the subject's key was destroyed. Errors are never swallowed."""
+    token = bytes(token)
+    _check_header(token)
+    header = token[:_HEADER]
+    cipher = keystore.cipher_for_decrypt(uuid.UUID(bytes=header[1:]))
+    if cipher is None:
+        return Erased(token)
+    nonce = token[_HEADER : _HEADER + _NONCE]
+    try:
+        return cipher.decrypt(nonce, token[_HEADER + _NONCE :], header + context.encode())
+    except InvalidTag:
+        raise DecryptionError(
+            f"value in {context} failed authentication (altered, or moved from another column or key)"
+        ) from None

@@ -1,0 +1,224 @@
+"""AES-256-GCM model fields: every value is encrypted under its data subject's own key.
+
+A model with encrypted fields has a UUID attribute naming the subject's data key (``data_key_id``
+by default; ``key_field=`` names another). Values are encrypted in ``pre_save``, where the row is
+known, and decrypted when loaded; the ciphertext names its key, so reading needs no row context.
+
+What can go wrong, and what happens (docs/architecture.md, "Field encryption"):
+
+- altered ciphertext, or a value moved from another column: ``DecryptionError``
+- a data key that does not exist, or a KEK that is not configured: ``UnknownKeyError``
+- the configured KEK is not the one the data key was wrapped with: ``KeyUnwrapError``
+- the subject's key was destroyed (erasure): the value reads as ``Erased`` (``str()`` "[erased]")
+
+Encrypted columns cannot be filtered, ordered or updated in SQL: the only lookup allowed is
+``isnull``. Exact lookups go through a blind index column (``identity.crypto.blind``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from typing import Any
+
+from django import forms
+from django.core import checks, exceptions, validators
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Lookup
+from django.utils.dateparse import parse_date
+
+from identity.crypto import envelope
+from identity.crypto.envelope import Erased
+
+
+class EncryptedField(models.Field):  # type: ignore[type-arg]
+    """Base class: subclasses say how a Python value becomes bytes and back."""
+
+    empty_strings_allowed = False
+    description = "AES-256-GCM encrypted value"
+
+    def __init__(self, *args: Any, key_field: str = "data_key_id", **kwargs: Any) -> None:
+        self.key_field = key_field
+        super().__init__(*args, **kwargs)
+
+    # -- subclasses ---------------------------------------------------------------------------
+    def encode_value(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode_value(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    # -- Django plumbing ----------------------------------------------------------------------
+    def deconstruct(self) -> Any:
+        name, path, args, kwargs = super().deconstruct()
+        if self.key_field != "data_key_id":
+            kwargs["key_field"] = self.key_field
+        return name, path, args, kwargs
+
+    def get_internal_type(self) -> str:
+        return "BinaryField"
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        errors = super().check(**kwargs)
+        if self.unique or self.db_index:
+            errors.append(
+                checks.Error(
+                    "An encrypted field cannot be unique or indexed: its ciphertext is random. "
+                    "Put uniqueness on a blind-index column.",
+                    obj=self,
+                    id="identity.E001",
+                )
+            )
+        model = getattr(self, "model", None)
+        if model is not None and not model._meta.abstract:
+            names = {f.attname for f in model._meta.concrete_fields}
+            if self.key_field not in names:
+                errors.append(
+                    checks.Error(
+                        f"Encrypted field needs the data key attribute {self.key_field!r} on its model.",
+                        obj=self,
+                        id="identity.E002",
+                    )
+                )
+        return errors
+
+    @property
+    def context(self) -> str:
+        return f"{self.model._meta.label_lower}.{self.name}"
+
+    def get_lookup(self, lookup_name: str) -> type[Lookup] | None:  # type: ignore[override]
+        # Comparing ciphertexts is meaningless and would silently match nothing: refuse it.
+        if lookup_name == "isnull":
+            return super().get_lookup(lookup_name)
+        return None
+
+    def get_transform(self, lookup_name: str) -> Any:
+        return None
+
+    def encrypt_for(self, instance: models.Model, value: Any) -> bytes | None:
+        if value is None:
+            return None
+        if isinstance(value, Erased):
+            return value.raw
+        key_id = getattr(instance, self.key_field)
+        if key_id is None:
+            raise exceptions.ImproperlyConfigured(
+                f"{self.model._meta.label}.{self.key_field} is empty: no data key to encrypt {self.name} under"
+            )
+        if not isinstance(key_id, uuid.UUID):
+            key_id = uuid.UUID(str(key_id))
+        return envelope.encrypt(self.encode_value(self.to_python(value)), key_id=key_id, context=self.context)
+
+    def pre_save(self, model_instance: models.Model, add: bool) -> Any:
+        return self.encrypt_for(model_instance, getattr(model_instance, self.attname))
+
+    def get_db_prep_value(self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False) -> Any:
+        if value is None:
+            return None
+        if isinstance(value, Erased):
+            value = value.raw
+        if not isinstance(value, bytes | memoryview):
+            # Only pre_save knows the row, and so the key: QuerySet.update() cannot encrypt.
+            raise exceptions.FieldError(
+                f"{self.model._meta.label}.{self.name} is encrypted; write it by saving the instance, "
+                "not with QuerySet.update() or a raw value"
+            )
+        return connection.Database.Binary(bytes(value))
+
+    def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
+        if value is None:
+            return None
+        plaintext = envelope.decrypt(value, context=self.context)
+        if isinstance(plaintext, Erased):
+            return plaintext
+        return self.decode_value(plaintext)
+
+    def value_to_string(self, obj: models.Model) -> str:
+        value = self.value_from_object(obj)
+        return "" if value is None else str(value)
+
+
+class EncryptedTextField(EncryptedField):
+    description = "AES-256-GCM encrypted text"
+    empty_strings_allowed = True
+
+    def encode_value(self, value: Any) -> bytes:
+        return str(value).encode("utf-8")
+
+    def decode_value(self, data: bytes) -> str:
+        return data.decode("utf-8")
+
+    def to_python(self, value: Any) -> Any:
+        if value is None or isinstance(value, str | Erased):
+            return value
+        return str(value)
+
+    def formfield(self, **kwargs: Any) -> Any:
+        defaults: dict[str, Any] = {"form_class": forms.CharField, "max_length": self.max_length}
+        if self.null:
+            defaults["empty_value"] = None
+        defaults.update(kwargs)
+        return super().formfield(**defaults)
+
+
+class EncryptedEmailField(EncryptedTextField):
+    description = "AES-256-GCM encrypted e-mail address"
+    default_validators = [validators.EmailValidator()]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 254)
+        super().__init__(*args, **kwargs)
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"form_class": forms.EmailField, **kwargs})
+
+
+class EncryptedDateField(EncryptedField):
+    description = "AES-256-GCM encrypted date"
+
+    def encode_value(self, value: Any) -> bytes:
+        return value.isoformat().encode("ascii")
+
+    def decode_value(self, data: bytes) -> datetime.date:
+        return datetime.date.fromisoformat(data.decode("ascii"))
+
+    def to_python(self, value: Any) -> Any:
+        if value is None or isinstance(value, Erased):
+            return value
+        if isinstance(value, datetime.datetime):
+            return value.date()
+        if isinstance(value, datetime.date):
+            return value
+        try:
+            parsed = parse_date(str(value))
+        except ValueError:
+            parsed = None
+        if parsed is None:
+            raise exceptions.ValidationError("Enter a valid date in YYYY-MM-DD format.", code="invalid_date")
+        return parsed
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"form_class": forms.DateField, **kwargs})
+
+
+class EncryptedJSONField(EncryptedField):
+    description = "AES-256-GCM encrypted JSON document"
+
+    def encode_value(self, value: Any) -> bytes:
+        try:
+            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        except (TypeError, ValueError) as exc:
+            raise exceptions.ValidationError(
+                f"{self.name} holds a value that is not JSON-serialisable", code="invalid_json"
+            ) from exc
+
+    def decode_value(self, data: bytes) -> Any:
+        return json.loads(data.decode("utf-8"))
+
+    def to_python(self, value: Any) -> Any:
+        return value
+
+    def formfield(self, **kwargs: Any) -> Any:
+        return super().formfield(**{"form_class": forms.JSONField, **kwargs})
