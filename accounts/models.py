@@ -33,6 +33,9 @@ class UserManager(BaseUserManager["User"]):
     def with_email(self, email: str) -> UserQuerySet:
         return self.get_queryset().with_email(email)
 
+    def with_phone(self, phone: str) -> UserQuerySet:
+        return self.get_queryset().with_phone(phone)
+
     def get_by_natural_key(self, username: str | None) -> User:
         return self.get_queryset().with_email(username or "").get()
 

@@ -11,7 +11,9 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from compliance import audit
-from compliance.models import AuditEvent, ModelChange
+from auditlog.models import LogEntry
+
+from compliance.models import AuditEvent
 from identity.crypto.envelope import Erased
 from identity.crypto.errors import EncryptionError
 
@@ -57,10 +59,10 @@ class AuditEventAdmin(ReadOnlyAdmin):
         return format_html("<pre>{}</pre>", json.dumps(payload, indent=2, ensure_ascii=False))
 
 
-admin.site.unregister(ModelChange)
+admin.site.unregister(LogEntry)
 
 
-@admin.register(ModelChange)
+@admin.register(LogEntry)
 class ModelChangeAdmin(LogEntryAdmin):
     # auditlog's admin searches the actor's name and e-mail columns, which are ciphertext here.
     search_fields = ["=object_pk", "=actor__id"]

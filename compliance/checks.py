@@ -30,7 +30,10 @@ def _points_at_user(model: type[models.Model]) -> bool:
     for f in model._meta.concrete_fields:
         remote = getattr(f, "remote_field", None)
         if remote is not None and getattr(remote, "model", None) is not None:
-            if remote.model._meta.label_lower == user_label:
+            target = remote.model
+            # An unresolved reference is still the "app.Model" string.
+            label = target.lower() if isinstance(target, str) else target._meta.label_lower
+            if label == user_label:
                 return True
     return False
 

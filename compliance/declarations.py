@@ -63,13 +63,13 @@ def declare_platform_models() -> None:
         },
     )
     declare(
-        "compliance.ModelChange",
+        "auditlog.LogEntry",
         subject="object_pk when the object is a user; actor (who changed it)",
         purpose="record staff changes to records (who changed what, when)",
         lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
         retention=AUDIT_RETENTION,
         erasure=Erasure.PSEUDONYMISE,
-        notes="Encrypted fields are masked in diffs; the actor's e-mail and IP columns are removed.",
+        notes="Encrypted fields are masked in diffs; actor_email, remote_addr and remote_port are never filled.",
         fields={
             "id": not_personal(),
             "content_type": not_personal(),
@@ -84,6 +84,9 @@ def declare_platform_models() -> None:
             "cid": not_personal("correlation id"),
             "timestamp": not_personal(),
             "additional_data": not_personal(),
+            "actor_email": not_personal("never filled (compliance.modelchanges)"),
+            "remote_addr": not_personal("never filled (AUDITLOG_DISABLE_REMOTE_ADDR)"),
+            "remote_port": not_personal("never filled"),
         },
     )
     declare(

@@ -1,8 +1,7 @@
-"""Compliance records: the hash-chained audit event log and model-change history."""
+"""Compliance records: the hash-chained audit event log."""
 
 from __future__ import annotations
 
-from auditlog.models import AbstractLogEntry
 from django.db import models
 
 
@@ -59,18 +58,3 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head at #{self.last_event_id}"
-
-
-class ModelChange(AbstractLogEntry):
-    """django-auditlog's log entry, without the columns that would hold an actor's e-mail and IP.
-
-    ``compliance.modelchanges`` masks encrypted fields, so no diff holds plaintext personal data.
-    """
-
-    actor_email = None  # type: ignore[assignment]
-    remote_addr = None  # type: ignore[assignment]
-    remote_port = None  # type: ignore[assignment]
-
-    class Meta(AbstractLogEntry.Meta):
-        verbose_name = "model change"
-        verbose_name_plural = "model changes"

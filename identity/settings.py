@@ -81,7 +81,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "auditlog.middleware.AuditlogMiddleware",
+    "compliance.modelchanges.ModelChangeMiddleware",
     # Last, as django-axes asks: it turns a lockout raised in a view into its lockout response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -180,9 +180,8 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
 AXES_VERBOSE = False
 
-# django-auditlog: model changes to staff-facing models. Our own LogEntry model drops the columns
-# that would hold the actor's e-mail and IP in clear; encrypted fields are masked (compliance.modelchanges).
-AUDITLOG_LOGENTRY_MODEL = "compliance.ModelChange"
+# django-auditlog: model changes to staff-facing models. compliance.modelchanges masks encrypted
+# fields and records the actor by id only (never the e-mail or IP auditlog would copy in clear).
 AUDITLOG_DISABLE_REMOTE_ADDR = True
 AUDITLOG_STORE_JSON_CHANGES = True
 AUDITLOG_MASK_CALLABLE = "compliance.modelchanges.mask_value"

@@ -18,3 +18,5 @@ from identity.settings import *  # noqa: E402,F403
 
 # Tests that need a plaintext value to compare never log it; keep test output quiet.
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

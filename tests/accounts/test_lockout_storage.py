@@ -1,0 +1,49 @@
+"""django-axes keeps no plaintext e-mail or IP; it still locks out per account and IP pair.
+
+Requirement: issue #2 "none of them keeps a plaintext email, name or phone (e.g. axes keyed by a
+blind index)"; PITFALLS.md (axes stores the username and IP in clear).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from axes.models import AccessAttempt
+from django.db import connection
+from django.urls import reverse
+
+from accounts.lockout import pseudonymous_ip
+from identity.crypto.blind import email_index
+
+pytestmark = pytest.mark.django_db
+
+
+def failed_admin_login(client, email: str, ip: str):  # type: ignore[no-untyped-def]
+    return client.post(
+        reverse("admin:login"),
+        {"username": email, "password": "definitely the wrong password"},
+        REMOTE_ADDR=ip,
+    )
+
+
+def test_failed_attempts_are_stored_under_pseudonyms(client, alice) -> None:  # type: ignore[no-untyped-def]
+    failed_admin_login(client, "Alice@Example.test", "198.51.100.23")
+    attempt = AccessAttempt.objects.get()
+    assert attempt.username == email_index("alice@example.test")
+    assert attempt.ip_address == pseudonymous_ip("198.51.100.23")
+    assert ipaddress.ip_address(attempt.ip_address) in ipaddress.ip_network("fd00::/8")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM axes_accessattempt")
+        stored = repr(cursor.fetchall()).lower()
+    assert "alice" not in stored and "198.51.100.23" not in stored
+    assert "definitely" not in stored  # the password is never kept
+
+
+def test_lockout_after_the_failure_limit(client, alice, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AXES_FAILURE_LIMIT = 3
+    statuses = [failed_admin_login(client, "alice@example.test", "198.51.100.23").status_code for _ in range(4)]
+    assert statuses[:2] == [200, 200]
+    assert statuses[-1] == 429
+    # Another IP for the same account is counted separately (account-and-IP pairs).
+    assert failed_admin_login(client, "alice@example.test", "198.51.100.99").status_code == 200

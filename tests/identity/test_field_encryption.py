@@ -1,0 +1,209 @@
+"""Field encryption: AES-256-GCM per-subject keys and every documented failure outcome.
+
+Requirement: DESIGN.md "Encryption at rest: AES-256"; issue #2 "Field encryption"; REGULATIONS.md
+G-17 (erasure reaches every copy: crypto-shredding).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import os
+import uuid
+
+import pytest
+from django.core.exceptions import FieldError
+from django.db import connection, transaction
+
+from identity.crypto import envelope, keystore
+from identity.crypto.envelope import Erased
+from identity.crypto.errors import (
+    DecryptionError,
+    KeyShreddedError,
+    KeyUnwrapError,
+    UnknownKeyError,
+    UnsupportedFormatError,
+)
+from identity.models import SubjectKey
+from tests.testapp.models import Vault
+
+pytestmark = pytest.mark.django_db
+
+TABLE = Vault._meta.db_table
+
+
+def raw(pk: int, column: str) -> bytes:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {connection.ops.quote_name(column)} FROM {TABLE} WHERE id = %s", [pk])  # noqa: S608
+        return bytes(cursor.fetchone()[0])
+
+
+def write_raw(pk: int, column: str, value: bytes) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET {connection.ops.quote_name(column)} = %s WHERE id = %s",  # noqa: S608
+            [value, pk],
+        )
+
+
+def make_vault() -> Vault:
+    return Vault.objects.create(
+        text="Ölçü 🎵 secret text",
+        other_text="another value",
+        email="listener@example.test",
+        day=datetime.date(2012, 2, 29),
+        doc={"genres": ["jazz", "metal"], "n": 3},
+    )
+
+
+def test_values_round_trip_and_are_ciphertext_in_the_column() -> None:
+    vault = make_vault()
+    loaded = Vault.objects.get(pk=vault.pk)
+    assert loaded.text == "Ölçü 🎵 secret text"
+    assert loaded.email == "listener@example.test"
+    assert loaded.day == datetime.date(2012, 2, 29)
+    assert loaded.doc == {"genres": ["jazz", "metal"], "n": 3}
+    stored = raw(vault.pk, "text")
+    assert stored[0] == envelope.VERSION
+    assert envelope.key_id_of(stored) == vault.data_key_id
+    assert "secret".encode() not in stored and "Ölçü".encode() not in stored
+
+
+def test_same_value_encrypts_differently_each_time() -> None:
+    a = Vault.objects.create(text="same")
+    b = Vault.objects.create(text="same", data_key_id=a.data_key_id)
+    assert raw(a.pk, "text") != raw(b.pk, "text")
+
+
+def test_each_subject_has_its_own_data_key() -> None:
+    a, b = make_vault(), make_vault()
+    assert a.data_key_id != b.data_key_id
+    assert SubjectKey.objects.filter(pk__in=[a.data_key_id, b.data_key_id]).count() == 2
+    assert envelope.key_id_of(raw(a.pk, "email")) != envelope.key_id_of(raw(b.pk, "email"))
+
+
+def test_tampered_ciphertext_raises() -> None:
+    vault = make_vault()
+    token = bytearray(raw(vault.pk, "text"))
+    token[-1] ^= 0x01
+    write_raw(vault.pk, "text", bytes(token))
+    keystore.clear_cache()
+    with pytest.raises(DecryptionError, match="testapp.vault.text"):
+        Vault.objects.get(pk=vault.pk)
+
+
+def test_value_moved_to_another_column_raises() -> None:
+    vault = make_vault()
+    write_raw(vault.pk, "other_text", raw(vault.pk, "text"))
+    with pytest.raises(DecryptionError, match="moved"):
+        Vault.objects.get(pk=vault.pk)
+
+
+def test_value_moved_to_another_subjects_row_raises() -> None:
+    a, b = make_vault(), make_vault()
+    token = bytearray(raw(a.pk, "text"))
+    token[1:17] = b.data_key_id.bytes  # relabel with the other subject's key id
+    write_raw(b.pk, "text", bytes(token))
+    with pytest.raises(DecryptionError):
+        Vault.objects.get(pk=b.pk)
+
+
+def test_unknown_data_key_raises() -> None:
+    vault = make_vault()
+    token = bytearray(raw(vault.pk, "text"))
+    token[1:17] = uuid.uuid4().bytes
+    write_raw(vault.pk, "text", bytes(token))
+    with pytest.raises(UnknownKeyError, match="does not exist"):
+        Vault.objects.get(pk=vault.pk)
+
+
+def test_unknown_kek_id_raises(settings) -> None:  # type: ignore[no-untyped-def]
+    vault = make_vault()
+    SubjectKey.objects.filter(pk=vault.data_key_id).update(kek_id="retired-kek")
+    keystore.clear_cache()
+    with pytest.raises(UnknownKeyError, match="retired-kek"):
+        Vault.objects.get(pk=vault.pk)
+
+
+def test_wrong_kek_material_raises(settings) -> None:  # type: ignore[no-untyped-def]
+    vault = make_vault()
+    kek_id = SubjectKey.objects.get(pk=vault.data_key_id).kek_id
+    settings.FIELD_ENCRYPTION_KEYS = f"{kek_id}:" + base64.b64encode(os.urandom(32)).decode()
+    keystore.clear_cache()
+    with pytest.raises(KeyUnwrapError, match="could not be unwrapped"):
+        Vault.objects.get(pk=vault.pk)
+
+
+def test_garbage_in_the_column_is_an_error_not_a_pass_through() -> None:
+    vault = make_vault()
+    write_raw(vault.pk, "text", b"plain text someone wrote")
+    with pytest.raises(UnsupportedFormatError):
+        Vault.objects.get(pk=vault.pk)
+
+
+def test_shredded_key_reads_as_erased_and_blocks_new_writes() -> None:
+    vault = make_vault()
+    assert keystore.shred(vault.data_key_id) is True
+    assert keystore.shred(vault.data_key_id) is False  # idempotent
+    loaded = Vault.objects.get(pk=vault.pk)
+    for name in ("text", "email", "day", "doc"):
+        value = getattr(loaded, name)
+        assert isinstance(value, Erased), name
+        assert str(value) == "[erased]"
+    # Saving the row again keeps the ciphertext untouched rather than corrupting it.
+    before = raw(vault.pk, "email")
+    loaded.save()
+    assert raw(vault.pk, "email") == before
+    loaded.text = "new value for an erased subject"
+    with pytest.raises(KeyShreddedError), transaction.atomic():
+        loaded.save()
+    row = SubjectKey.objects.get(pk=vault.data_key_id)
+    assert row.wrapped_key is None and row.shredded_at is not None
+
+
+def test_shredding_one_subject_leaves_others_readable() -> None:
+    a, b = make_vault(), make_vault()
+    keystore.shred(a.data_key_id)
+    assert Vault.objects.get(pk=b.pk).text == "Ölçü 🎵 secret text"
+
+
+def test_sql_lookups_on_encrypted_columns_are_refused() -> None:
+    make_vault()
+    with pytest.raises(FieldError, match="Unsupported lookup"):
+        list(Vault.objects.filter(email="listener@example.test"))
+    assert Vault.objects.filter(day__isnull=False).count() == 1
+
+
+def test_queryset_update_with_plaintext_is_refused() -> None:
+    vault = make_vault()
+    with pytest.raises(FieldError, match="encrypted"), transaction.atomic():
+        Vault.objects.filter(pk=vault.pk).update(text="plain")
+    assert Vault.objects.get(pk=vault.pk).text == "Ölçü 🎵 secret text"
+
+
+def test_null_stays_null_and_empty_string_is_encrypted() -> None:
+    vault = Vault.objects.create(text="", day=None, doc=None)
+    assert raw(vault.pk, "text")[0] == envelope.VERSION
+    loaded = Vault.objects.get(pk=vault.pk)
+    assert loaded.text == "" and loaded.day is None and loaded.doc is None
+
+
+def test_key_created_in_a_rolled_back_transaction_is_never_reused() -> None:
+    key_id = uuid.uuid4()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        Vault.objects.create(text="doomed", data_key_id=key_id)
+        raise RuntimeError("roll back")
+    assert not SubjectKey.objects.filter(pk=key_id).exists()
+    vault = Vault.objects.create(text="kept", data_key_id=key_id)
+    keystore.clear_cache()
+    assert Vault.objects.get(pk=vault.pk).text == "kept"
+
+
+def test_page_of_rows_unwraps_each_key_once(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(5):
+        make_vault()
+    keystore.clear_cache()
+    # One query for the rows, one per distinct subject key (5), none per field.
+    with django_assert_num_queries(1 + 5):
+        rows = list(Vault.objects.all())
+        assert all(row.email == "listener@example.test" for row in rows)
