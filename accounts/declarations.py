@@ -37,11 +37,15 @@ def declare_account_models() -> None:
             "phone": personal(Category.CONTACT),
             "phone_index": pseudonymous(Category.CONTACT, "blind index of the phone number"),
             "password": secret("Argon2id hash"),
-            "last_login": personal(Category.SECURITY, stored_in_clear="a timestamp: needed in SQL for inactivity purges"),
+            "last_login": personal(
+                Category.SECURITY, stored_in_clear="a timestamp: needed in SQL for inactivity purges"
+            ),
             "is_active": not_personal(),
             "is_staff": not_personal(),
             "is_superuser": not_personal(),
-            "date_joined": personal(Category.ACCOUNT, stored_in_clear="a timestamp: needed in SQL for ordering and retention"),
+            "date_joined": personal(
+                Category.ACCOUNT, stored_in_clear="a timestamp: needed in SQL for ordering and retention"
+            ),
             "groups": not_personal("staff roles"),
             "user_permissions": not_personal("staff permissions"),
         },

@@ -20,6 +20,7 @@ from identity.crypto.blind import email_index
 from identity.crypto.kek import decode_key
 from identity.net import client_ip
 
+
 def username_key(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
     credentials = credentials or {}
     value = credentials.get("username") or credentials.get("email")
@@ -37,4 +38,3 @@ def pseudonymous_ip(ip: str) -> str:
 def client_ip_key(request: HttpRequest) -> str:
     ip = client_ip(request)
     return pseudonymous_ip(ip) if ip else pseudonymous_ip("unknown")
-

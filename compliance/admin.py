@@ -6,13 +6,12 @@ import json
 from typing import Any
 
 from auditlog.admin import LogEntryAdmin
+from auditlog.models import LogEntry
 from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from compliance import audit
-from auditlog.models import LogEntry
-
 from compliance.models import AuditEvent
 from identity.crypto.envelope import Erased
 from identity.crypto.errors import EncryptionError

@@ -204,7 +204,9 @@ def verify_chain(*, chunk_size: int = 2000) -> ChainReport:
                 ChainProblem(event.pk, "does not follow the entry before it (an entry was deleted or inserted)"),
             )
         if not hmac.compare_digest(compute_hash(event), event.entry_hash):
-            return ChainReport(count, expected_prev, ChainProblem(event.pk, "content does not match its hash (altered)"))
+            return ChainReport(
+                count, expected_prev, ChainProblem(event.pk, "content does not match its hash (altered)")
+            )
         expected_prev = event.entry_hash
         last_id = event.pk
         count += 1

@@ -75,9 +75,7 @@ def check_model(model: type[models.Model], reg: Registry, *, ours: bool) -> list
                 )
             )
         elif (
-            fc.kind == Kind.PERSONAL
-            and not fc.clear_reason
-            and not isinstance(f, EncryptedField | models.BinaryField)
+            fc.kind == Kind.PERSONAL and not fc.clear_reason and not isinstance(f, EncryptedField | models.BinaryField)
         ):
             errors.append(
                 checks.Error(

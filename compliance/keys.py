@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.apps import apps
 from django.db import connections, models, router, transaction
@@ -77,15 +78,16 @@ def _raw_rows(model: type[models.Model], fields: list[EncryptedField], batch_siz
     alias = router.db_for_read(model)
     connection = connections[alias]
     qn = connection.ops.quote_name
-    table = qn(model._meta.db_table)
-    pk_col = qn(model._meta.pk.column)
-    key_cols = [qn(model._meta.get_field(f.key_field).column) for f in fields]
-    value_cols = [qn(f.column) for f in fields]
-    columns = ", ".join([pk_col, key_cols[0], *value_cols])
-    last = None
+    meta = model._meta
+    table = qn(meta.db_table)
+    pk_col = qn(str(meta.pk.column if meta.pk else "id"))
+    key_col = qn(str(meta.get_field(fields[0].key_field).column))  # type: ignore[union-attr]
+    value_cols = [qn(str(f.column)) for f in fields]
+    columns = ", ".join([pk_col, key_col, *value_cols])
+    last: object = None
     while True:
         where = f" WHERE {pk_col} > %s" if last is not None else ""
-        params = [last] if last is not None else []
+        params: list[Any] = [last] if last is not None else []
         sql = f"SELECT {columns} FROM {table}{where} ORDER BY {pk_col} LIMIT {int(batch_size)}"  # noqa: S608
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
@@ -129,9 +131,7 @@ def reencrypt(
         result.per_model[label] = 0
         for rows in _raw_rows(model, fields, batch_size):
             result.scanned += len(rows)
-            targets = [
-                row[0] for row in rows if everything or any(_is_stale(raw, row[1]) for raw in row[2:])
-            ]
+            targets = [row[0] for row in rows if everything or any(_is_stale(raw, row[1]) for raw in row[2:])]
             result.stale += len(targets)
             if targets and not dry_run:
                 with transaction.atomic(using=router.db_for_write(model)):

@@ -17,7 +17,10 @@ from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 EMAIL_PATTERN = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", re.UNICODE)
-PHONE_PATTERN = re.compile(r"(?<![\w.])\+?\d[\d ()-]{7,}\d(?![\w.])")
+# Not preceded by a word character, dot or hyphen: ids such as UUIDs ("...-446655440000") stay.
+PHONE_PATTERN = re.compile(r"(?<![\w.-])\+?\d[\d ()-]{7,}\d(?![\w.])")
+# Fields the formatter itself fills from trusted sources.
+UNREDACTED_FIELDS = frozenset({"request_id", "time", "level", "logger"})
 
 
 def redact(text: str) -> str:
@@ -46,6 +49,20 @@ class RedactPersonalDataFilter(logging.Filter):
 
 
 class JsonFormatter(_JsonFormatter):
+    """JSON lines; every string that reaches the line (extras, tracebacks) is redacted too."""
+
     def add_fields(self, log_record: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]) -> None:
         super().add_fields(log_record, record, message_dict)
         log_record.setdefault("request_id", getattr(record, "request_id", "-"))
+        for key, value in list(log_record.items()):
+            if key in UNREDACTED_FIELDS:
+                continue
+            if isinstance(value, str):
+                log_record[key] = redact(value)
+            elif not isinstance(value, int | float | bool | type(None)):
+                # Objects passed as extras (Django passes the request) would be str()-ed by the
+                # encoder, path and all: do it here, redacted.
+                log_record[key] = redact(str(value))
+
+    def formatException(self, ei: Any) -> str:
+        return redact(str(super().formatException(ei)))

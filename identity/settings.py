@@ -176,8 +176,8 @@ AXES_USERNAME_FORM_FIELD = "username"
 AXES_RESET_ON_SUCCESS = True
 AXES_ENABLE_ACCESS_FAILURE_LOG = False
 AXES_SENSITIVE_PARAMETERS = ["password", "username", "email", "phone", "code", "token", "otp_token"]
+# Proxies in front of the app whose X-Forwarded-For entries are trusted (identity/net.py).
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
-AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT or None
 AXES_VERBOSE = False
 
 # django-auditlog: model changes to staff-facing models. compliance.modelchanges masks encrypted
@@ -207,7 +207,12 @@ SPECTACULAR_SETTINGS = {
 PERSONAL_DATA_APPS = ["identity", "accounts", "compliance"]
 # Library models with personal data that do not point at the user model (so the check would not
 # find them by itself); those that do point at it are found and must be declared too.
-PERSONAL_DATA_LIBRARY_MODELS = ["axes.AccessAttempt", "axes.AccessLog", "axes.AccessFailureLog", "sessions.Session"]
+PERSONAL_DATA_LIBRARY_MODELS = [
+    "axes.AccessAttempt",
+    "axes.AccessLog",
+    "axes.AccessFailureLog",
+    "sessions.Session",
+]
 ERASURE_GRACE_DAYS = env_int("ERASURE_GRACE_DAYS", 7, minimum=0)
 STEP_UP_MAX_AGE_MINUTES = env_int("STEP_UP_MAX_AGE_MINUTES", 10, minimum=1)
 

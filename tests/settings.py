@@ -14,9 +14,9 @@ os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test-1:" + base64.b64encode(os.u
 os.environ.setdefault("BLIND_INDEX_KEY", base64.b64encode(os.urandom(32)).decode())
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 
-from identity.settings import *  # noqa: E402,F403
+from identity.settings import *  # noqa: F403
 
 # Tests that need a plaintext value to compare never log it; keep test output quiet.
-LOGGING["root"]["level"] = "WARNING"  # noqa: F405
+LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405

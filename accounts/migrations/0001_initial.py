@@ -8,42 +8,87 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('auth', '0012_alter_user_first_name_max_length'),
+        ("auth", "0012_alter_user_first_name_max_length"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='User',
+            name="User",
             fields=[
-                ('password', models.CharField(max_length=128, verbose_name='password')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('data_key_id', models.UUIDField(db_index=True, default=uuid.uuid4, editable=False)),
-                ('email', identity.crypto.fields.EncryptedEmailField(max_length=254, verbose_name='e-mail address')),
-                ('email_index', models.CharField(editable=False, max_length=64, unique=True)),
-                ('display_name', identity.crypto.fields.EncryptedTextField(blank=True, max_length=150, verbose_name='display name')),
-                ('date_of_birth', identity.crypto.fields.EncryptedDateField(blank=True, null=True, verbose_name='date of birth')),
-                ('country', identity.crypto.fields.EncryptedTextField(blank=True, max_length=2, verbose_name='country (ISO 3166-1 alpha-2)')),
-                ('region', identity.crypto.fields.EncryptedTextField(blank=True, max_length=6, verbose_name='region (ISO 3166-2)')),
-                ('phone', identity.crypto.fields.EncryptedTextField(blank=True, max_length=32, verbose_name='phone number')),
-                ('phone_index', models.CharField(blank=True, db_index=True, editable=False, max_length=64)),
-                ('is_active', models.BooleanField(default=True)),
-                ('is_staff', models.BooleanField(default=False)),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now)),
-                ('groups', models.ManyToManyField(blank=True, help_text='The groups this user belongs to. A user will get all permissions granted to each of their groups.', related_name='user_set', related_query_name='user', to='auth.group', verbose_name='groups')),
-                ('user_permissions', models.ManyToManyField(blank=True, help_text='Specific permissions for this user.', related_name='user_set', related_query_name='user', to='auth.permission', verbose_name='user permissions')),
+                ("password", models.CharField(max_length=128, verbose_name="password")),
+                ("last_login", models.DateTimeField(blank=True, null=True, verbose_name="last login")),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("data_key_id", models.UUIDField(db_index=True, default=uuid.uuid4, editable=False)),
+                ("email", identity.crypto.fields.EncryptedEmailField(max_length=254, verbose_name="e-mail address")),
+                ("email_index", models.CharField(editable=False, max_length=64, unique=True)),
+                (
+                    "display_name",
+                    identity.crypto.fields.EncryptedTextField(blank=True, max_length=150, verbose_name="display name"),
+                ),
+                (
+                    "date_of_birth",
+                    identity.crypto.fields.EncryptedDateField(blank=True, null=True, verbose_name="date of birth"),
+                ),
+                (
+                    "country",
+                    identity.crypto.fields.EncryptedTextField(
+                        blank=True, max_length=2, verbose_name="country (ISO 3166-1 alpha-2)"
+                    ),
+                ),
+                (
+                    "region",
+                    identity.crypto.fields.EncryptedTextField(
+                        blank=True, max_length=6, verbose_name="region (ISO 3166-2)"
+                    ),
+                ),
+                (
+                    "phone",
+                    identity.crypto.fields.EncryptedTextField(blank=True, max_length=32, verbose_name="phone number"),
+                ),
+                ("phone_index", models.CharField(blank=True, db_index=True, editable=False, max_length=64)),
+                ("is_active", models.BooleanField(default=True)),
+                ("is_staff", models.BooleanField(default=False)),
+                ("date_joined", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "groups",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="The groups this user belongs to. A user will get all permissions granted to each of their groups.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.group",
+                        verbose_name="groups",
+                    ),
+                ),
+                (
+                    "user_permissions",
+                    models.ManyToManyField(
+                        blank=True,
+                        help_text="Specific permissions for this user.",
+                        related_name="user_set",
+                        related_query_name="user",
+                        to="auth.permission",
+                        verbose_name="user permissions",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'user',
-                'verbose_name_plural': 'users',
+                "verbose_name": "user",
+                "verbose_name_plural": "users",
             },
             managers=[
-                ('objects', accounts.models.UserManager()),
+                ("objects", accounts.models.UserManager()),
             ],
         ),
     ]

@@ -4,41 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='AuditChainHead',
+            name="AuditChainHead",
             fields=[
-                ('id', models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
-                ('last_event_id', models.BigIntegerField(default=0)),
-                ('last_hash', models.CharField(max_length=64)),
-                ('length', models.BigIntegerField(default=0)),
+                ("id", models.PositiveSmallIntegerField(default=1, primary_key=True, serialize=False)),
+                ("last_event_id", models.BigIntegerField(default=0)),
+                ("last_hash", models.CharField(max_length=64)),
+                ("length", models.BigIntegerField(default=0)),
             ],
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigIntegerField(primary_key=True, serialize=False)),
-                ('occurred_at', models.DateTimeField()),
-                ('action', models.CharField(db_index=True, max_length=100)),
-                ('actor_type', models.CharField(choices=[('user', 'user'), ('system', 'system'), ('anonymous', 'anonymous')], max_length=10)),
-                ('actor_ref', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('subject_ref', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('data_key_id', models.UUIDField(blank=True, null=True)),
-                ('payload', models.BinaryField(null=True)),
-                ('details', models.JSONField(blank=True, default=dict)),
-                ('ip_index', models.CharField(blank=True, max_length=64)),
-                ('prev_hash', models.CharField(max_length=64)),
-                ('entry_hash', models.CharField(max_length=64, unique=True)),
+                ("id", models.BigIntegerField(primary_key=True, serialize=False)),
+                ("occurred_at", models.DateTimeField()),
+                ("action", models.CharField(db_index=True, max_length=100)),
+                (
+                    "actor_type",
+                    models.CharField(
+                        choices=[("user", "user"), ("system", "system"), ("anonymous", "anonymous")], max_length=10
+                    ),
+                ),
+                ("actor_ref", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("subject_ref", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("data_key_id", models.UUIDField(blank=True, null=True)),
+                ("payload", models.BinaryField(null=True)),
+                ("details", models.JSONField(blank=True, default=dict)),
+                ("ip_index", models.CharField(blank=True, max_length=64)),
+                ("prev_hash", models.CharField(max_length=64)),
+                ("entry_hash", models.CharField(max_length=64, unique=True)),
             ],
             options={
-                'ordering': ['id'],
-                'indexes': [models.Index(fields=['subject_ref', 'occurred_at'], name='compliance__subject_bb0379_idx')],
+                "ordering": ["id"],
+                "indexes": [models.Index(fields=["subject_ref", "occurred_at"], name="compliance__subject_bb0379_idx")],
             },
         ),
     ]

@@ -62,7 +62,7 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
         errors = super().check(**kwargs)
-        if self.unique or self.db_index:
+        if self.unique or getattr(self, "db_index", False):
             errors.append(
                 checks.Error(
                     "An encrypted field cannot be unique or indexed: its ciphertext is random. "
@@ -125,7 +125,7 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
                 f"{self.model._meta.label}.{self.name} is encrypted; write it by saving the instance, "
                 "not with QuerySet.update() or a raw value"
             )
-        return connection.Database.Binary(bytes(value))
+        return connection.Database.Binary(bytes(value))  # type: ignore[attr-defined]
 
     def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
         if value is None:

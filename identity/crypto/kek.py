@@ -24,9 +24,7 @@ class KeyRing:
         try:
             return self.keys[key_id]
         except KeyError:
-            raise UnknownKeyError(
-                f"key-encryption key {key_id!r} is not configured in FIELD_ENCRYPTION_KEYS"
-            ) from None
+            raise UnknownKeyError(f"key-encryption key {key_id!r} is not configured in FIELD_ENCRYPTION_KEYS") from None
 
     @property
     def current(self) -> bytes:

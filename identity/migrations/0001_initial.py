@@ -5,25 +5,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-    ]
+    dependencies = []
 
     operations = [
         migrations.CreateModel(
-            name='SubjectKey',
+            name="SubjectKey",
             fields=[
-                ('id', models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
-                ('kek_id', models.CharField(blank=True, max_length=32)),
-                ('wrapped_key', models.BinaryField(null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('rewrapped_at', models.DateTimeField(blank=True, null=True)),
-                ('shredded_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.UUIDField(default=uuid.uuid4, editable=False, primary_key=True, serialize=False)),
+                ("kek_id", models.CharField(blank=True, max_length=32)),
+                ("wrapped_key", models.BinaryField(null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("rewrapped_at", models.DateTimeField(blank=True, null=True)),
+                ("shredded_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'constraints': [models.CheckConstraint(condition=models.Q(models.Q(('shredded_at__isnull', True), ('wrapped_key__isnull', False)), models.Q(('shredded_at__isnull', False), ('wrapped_key__isnull', True)), _connector='OR'), name='subjectkey_wrapped_xor_shredded')],
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(("shredded_at__isnull", True), ("wrapped_key__isnull", False)),
+                            models.Q(("shredded_at__isnull", False), ("wrapped_key__isnull", True)),
+                            _connector="OR",
+                        ),
+                        name="subjectkey_wrapped_xor_shredded",
+                    )
+                ],
             },
         ),
     ]

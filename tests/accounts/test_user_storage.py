@@ -63,9 +63,9 @@ def test_raw_sql_on_the_user_table_shows_no_plaintext() -> None:
     create_zelda()
     columns = [connection.ops.quote_name(User._meta.get_field(name).column) for name in PERSONAL_FIELDS]
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT * FROM {User._meta.db_table}")  # noqa: S608
+        cursor.execute(f"SELECT * FROM {User._meta.db_table}")
         whole_rows = cursor.fetchall()
-        cursor.execute(f"SELECT {', '.join(columns)} FROM {User._meta.db_table}")  # noqa: S608
+        cursor.execute(f"SELECT {', '.join(columns)} FROM {User._meta.db_table}")
         personal = cursor.fetchone()
     for value in personal:
         assert isinstance(value, bytes | memoryview), "personal columns hold binary ciphertext"
@@ -132,9 +132,12 @@ def test_a_whole_database_dump_holds_none_of_the_users_personal_values(tmp_path)
         [
             "pg_dump",
             "--no-owner",
-            "--host", params.get("HOST") or "127.0.0.1",
-            "--port", str(params.get("PORT") or 5432),
-            "--username", params.get("USER") or "postgres",
+            "--host",
+            params.get("HOST") or "127.0.0.1",
+            "--port",
+            str(params.get("PORT") or 5432),
+            "--username",
+            params.get("USER") or "postgres",
             params["NAME"],
         ],
         capture_output=True,

@@ -41,8 +41,7 @@ def tampering() -> Iterator[None]:
 
 def five_events(alice) -> list[AuditEvent]:  # type: ignore[no-untyped-def]
     return [
-        audit.record(f"tests.event.{i}", actor=alice, subject=alice, data={"n": i}, ip="198.51.100.7")
-        for i in range(5)
+        audit.record(f"tests.event.{i}", actor=alice, subject=alice, data={"n": i}, ip="198.51.100.7") for i in range(5)
     ]
 
 

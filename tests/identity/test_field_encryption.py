@@ -34,14 +34,14 @@ TABLE = Vault._meta.db_table
 
 def raw(pk: int, column: str) -> bytes:
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {connection.ops.quote_name(column)} FROM {TABLE} WHERE id = %s", [pk])  # noqa: S608
+        cursor.execute(f"SELECT {connection.ops.quote_name(column)} FROM {TABLE} WHERE id = %s", [pk])
         return bytes(cursor.fetchone()[0])
 
 
 def write_raw(pk: int, column: str, value: bytes) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {TABLE} SET {connection.ops.quote_name(column)} = %s WHERE id = %s",  # noqa: S608
+            f"UPDATE {TABLE} SET {connection.ops.quote_name(column)} = %s WHERE id = %s",
             [value, pk],
         )
 
@@ -66,7 +66,7 @@ def test_values_round_trip_and_are_ciphertext_in_the_column() -> None:
     stored = raw(vault.pk, "text")
     assert stored[0] == envelope.VERSION
     assert envelope.key_id_of(stored) == vault.data_key_id
-    assert "secret".encode() not in stored and "Ölçü".encode() not in stored
+    assert b"secret" not in stored and "Ölçü".encode() not in stored
 
 
 def test_same_value_encrypts_differently_each_time() -> None:

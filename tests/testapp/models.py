@@ -4,7 +4,12 @@ import uuid
 
 from django.db import models
 
-from identity.crypto.fields import EncryptedDateField, EncryptedEmailField, EncryptedJSONField, EncryptedTextField
+from identity.crypto.fields import (
+    EncryptedDateField,
+    EncryptedEmailField,
+    EncryptedJSONField,
+    EncryptedTextField,
+)
 
 
 class Vault(models.Model):

@@ -29,7 +29,13 @@ class Command(BaseCommand):
     ) -> None:
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1")
-        bar = tqdm(total=total_encrypted_rows(), desc="re-encrypting", unit="row", disable=no_progress, file=self.stderr)
+        bar = tqdm(
+            total=total_encrypted_rows(),
+            desc="re-encrypting",
+            unit="row",
+            disable=no_progress,
+            file=self.stderr,
+        )
         try:
             result = reencrypt(batch_size=batch_size, dry_run=dry_run, everything=everything, progress=bar.update)
         except EncryptionError as exc:

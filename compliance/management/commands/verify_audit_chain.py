@@ -27,6 +27,4 @@ class Command(BaseCommand):
                 f"audit chain BROKEN at {report.problem} ({report.length} entries verified before it)",
                 returncode=1,
             )
-        self.stdout.write(
-            self.style.SUCCESS(f"audit chain intact: {report.length} entries, head {report.head_hash}")
-        )
+        self.stdout.write(self.style.SUCCESS(f"audit chain intact: {report.length} entries, head {report.head_hash}"))
