@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-keys:
-	$(PYTHON) -m identity.devkeys .env
+keys: install
+	$(PY) -m identity.devkeys .env
 
 ## make run: development server on http://127.0.0.1:8000 (SQLite, eager tasks, demo data)
 run: install keys
