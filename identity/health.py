@@ -22,9 +22,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
 
 
 def _check_database() -> None:
-    with connections["default"].cursor() as cursor:
-        cursor.execute("SELECT 1")
-        cursor.fetchone()
+    # Every configured database: the main one and, when separate, the key store.
+    for alias in settings.DATABASES:
+        with connections[alias].cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
 
 
 def _check_cache() -> None:

@@ -117,6 +117,14 @@ else:
     sslmode = env_str("DATABASE_SSLMODE")
     if sslmode:
         DATABASES["default"].setdefault("OPTIONS", {})["sslmode"] = sslmode
+# The wrapped data keys in a database of their own, backed up apart from the data (README, "Key
+# management"): then no backup of the main database can bring an erased subject's key back.
+KEYSTORE_DATABASE_URL = env_str("KEYSTORE_DATABASE_URL")
+if KEYSTORE_DATABASE_URL:
+    DATABASES["keystore"] = dj_database_url.parse(
+        KEYSTORE_DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)
+    )
+    DATABASE_ROUTERS = ["identity.routers.KeystoreRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and tasks ---------------------------------------------------------------------------
