@@ -43,12 +43,34 @@ def declare_account_models() -> None:
             "is_active": not_personal(),
             "is_staff": not_personal(),
             "is_superuser": not_personal(),
+            "email_verified_at": not_personal(),
+            "password_changed_at": not_personal(),
+            "must_change_password": not_personal(),
             "date_joined": personal(
                 Category.ACCOUNT, stored_in_clear="a timestamp: needed in SQL for ordering and retention"
             ),
             "groups": not_personal("staff roles"),
             "user_permissions": not_personal("staff permissions"),
         },
+    )
+    declare(
+        "accounts.ParentalConsentRequest",
+        subject="child (and the parent, by e-mail)",
+        purpose="obtain verifiable parental consent before collecting a child's data (COPPA §312.5)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="until consent is decided; the parent's e-mail is deleted if no consent comes in reasonable time",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "child": pseudonymous(Category.ACCOUNT),
+            "data_key_id": not_personal(),
+            "parent_email": personal(Category.CONTACT, "the parent's address"),
+            "parent_email_index": pseudonymous(Category.CONTACT),
+            "requested_at": not_personal(),
+            "status": not_personal(),
+            "decided_at": not_personal(),
+        },
+        sources=("the child", "the parent"),
     )
     declare(
         "sessions.Session",
@@ -86,13 +108,198 @@ def declare_account_models() -> None:
             fields=axes_fields,
             sources=("the sign-in request",),
         )
-    for label in ("otp_totp.TOTPDevice", "otp_static.StaticDevice"):
-        declare(
-            label,
-            subject="user",
-            purpose=SECURITY_PURPOSE,
-            lawful_basis=LawfulBasis.CONTRACT,
-            retention="until the factor is removed or the account erased",
-            erasure=Erasure.DELETE_ROW,
-            fields={"user": pseudonymous(Category.AUTHENTICATION), "name": personal(Category.AUTHENTICATION)},
-        )
+    declare_sign_in_models()
+
+
+FACTOR_RETENTION = "until the factor is removed or the account erased"
+DEVICE_FIELDS = {
+    "id": not_personal(),
+    "user": pseudonymous(Category.AUTHENTICATION, "owner"),
+    "name": personal(Category.AUTHENTICATION, stored_in_clear="a label the listener chose for the factor"),
+    "confirmed": not_personal(),
+    "throttling_failure_timestamp": not_personal(),
+    "throttling_failure_count": not_personal(),
+}
+
+
+def declare_sign_in_models() -> None:
+    declare(
+        "accounts.TotpFactor",
+        subject="user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention=FACTOR_RETENTION,
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            **DEVICE_FIELDS,
+            "created_at": not_personal(),
+            "last_used_at": not_personal(),
+            "data_key_id": not_personal(),
+            "secret": secret("TOTP key, AES-256-GCM under the listener's key"),
+            "digits": not_personal(),
+            "step": not_personal(),
+            "t0": not_personal(),
+            "tolerance": not_personal(),
+            "last_t": not_personal(),
+        },
+    )
+    declare(
+        "accounts.BackupCodeFactor",
+        subject="user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention=FACTOR_RETENTION,
+        erasure=Erasure.DELETE_ROW,
+        fields={**DEVICE_FIELDS, "generated_at": not_personal()},
+    )
+    declare(
+        "accounts.BackupCode",
+        subject="factor.user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention=FACTOR_RETENTION,
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "factor": not_personal(),
+            "code_hash": secret("keyed digest of a single-use code"),
+            "used_at": not_personal(),
+        },
+    )
+    declare(
+        "accounts.KnownDevice",
+        subject="user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.LEGITIMATE_INTERESTS,
+        retention="while the account exists; listed to the listener, who can remove it",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "user": pseudonymous(Category.SECURITY),
+            "data_key_id": not_personal(),
+            "device_index": pseudonymous(Category.SECURITY, "blind index of the app's device id"),
+            "name": personal(Category.SECURITY),
+            "platform": not_personal(),
+            "first_seen_at": personal(Category.SECURITY, stored_in_clear="timestamps drive the risk engine"),
+            "last_seen_at": personal(Category.SECURITY, stored_in_clear="timestamps drive the risk engine"),
+        },
+    )
+    declare(
+        "accounts.SecurityEvent",
+        subject="user (or account_index for attempts on unknown accounts)",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.LEGITIMATE_INTERESTS,
+        retention="13 months (shown to the listener; replayed by the risk simulation)",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "user": pseudonymous(Category.SECURITY),
+            "data_key_id": not_personal(),
+            "occurred_at": personal(Category.SECURITY, stored_in_clear="time windows for velocity checks"),
+            "kind": not_personal(),
+            "decision": not_personal(),
+            "level": not_personal(),
+            "score": not_personal(),
+            "reasons": not_personal("signal codes and weights only"),
+            "device": pseudonymous(Category.SECURITY),
+            "account_index": pseudonymous(Category.SECURITY, "blind index of the e-mail tried"),
+            "ip_index": pseudonymous(Category.SECURITY, "blind index of the IP"),
+            "network_index": pseudonymous(Category.SECURITY, "blind index of the IP prefix"),
+            "country_index": pseudonymous(Category.LOCATION, "blind index of the country"),
+            "context": personal(Category.SECURITY, "IP, place and user agent, encrypted"),
+        },
+        sources=("the sign-in request",),
+    )
+    declare(
+        "accounts.SecurityAlert",
+        subject="user, when the alert concerns one account",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.LEGITIMATE_INTERESTS,
+        retention="13 months",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "raised_at": not_personal(),
+            "kind": not_personal(),
+            "severity": not_personal(),
+            "user": pseudonymous(Category.SECURITY),
+            "event": pseudonymous(Category.SECURITY),
+            "details": not_personal("counts and signal codes only"),
+            "acknowledged_at": not_personal(),
+            "acknowledged_by": pseudonymous(Category.AUDIT, "the analyst"),
+        },
+    )
+    session_fields = {
+        "id": not_personal(),
+        "user": pseudonymous(Category.SECURITY),
+        "data_key_id": not_personal(),
+        "kind": not_personal(),
+        "device": pseudonymous(Category.SECURITY),
+        "created_at": personal(Category.SECURITY, stored_in_clear="session lifetime"),
+        "last_used_at": personal(Category.SECURITY, stored_in_clear="idle timeout"),
+        "expires_at": not_personal(),
+        "revoked_at": not_personal(),
+        "revoked_reason": not_personal(),
+        "mfa_at": not_personal(),
+        "web_session_hash": secret("digest of the web session key"),
+        "context": personal(Category.SECURITY, "IP, coarse place, user agent, encrypted"),
+    }
+    declare(
+        "accounts.AuthSession",
+        subject="user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention="until revoked or expired, then 30 days",
+        erasure=Erasure.DELETE_ROW,
+        fields=session_fields,
+    )
+    token_fields = {
+        "token_hash": secret("SHA-256 of the token"),
+        "session": pseudonymous(Category.SECURITY),
+        "created_at": not_personal(),
+        "expires_at": not_personal(),
+    }
+    declare(
+        "accounts.AccessToken",
+        subject="session.user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention="15 minutes",
+        erasure=Erasure.DELETE_ROW,
+        fields=token_fields,
+    )
+    declare(
+        "accounts.RefreshToken",
+        subject="session.user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention="until the session's absolute lifetime ends",
+        erasure=Erasure.DELETE_ROW,
+        fields={**token_fields, "used_at": not_personal()},
+    )
+    declare(
+        "accounts.MfaChallenge",
+        subject="user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention="minutes (single use)",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "token_hash": secret("SHA-256 of the mfa_token"),
+            "user": pseudonymous(Category.SECURITY),
+            "data_key_id": not_personal(),
+            "purpose": not_personal(),
+            "session": pseudonymous(Category.SECURITY),
+            "device": pseudonymous(Category.SECURITY),
+            "methods": not_personal(),
+            "risk": not_personal("level and signal codes"),
+            "created_at": not_personal(),
+            "expires_at": not_personal(),
+            "used_at": not_personal(),
+            "attempts": not_personal(),
+            "email_code_hash": secret("keyed digest of the e-mailed code"),
+            "email_code_expires_at": not_personal(),
+            "email_codes_sent": not_personal(),
+            "context": personal(Category.SECURITY, "sign-in context, encrypted"),
+        },
+    )

@@ -60,9 +60,9 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    # django-otp's device framework; our factors (accounts.models.factors) replace its TOTP and
+    # static plugins, which keep secrets in clear.
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
     "axes",
     "auditlog",
     "identity",
@@ -164,10 +164,7 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2SHA1PasswordHasher",
 ]
-AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 15}},
-    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
-]
+AUTH_PASSWORD_VALIDATORS = [{"NAME": "accounts.passwords.PasswordPolicyValidator"}]
 LOGIN_URL = "admin:login"
 # USERNAME_FIELD (email) is encrypted, so uniqueness lives on the blind index (email_index):
 # Django's check cannot see that; accounts.tests prove uniqueness instead.
@@ -193,6 +190,28 @@ AXES_VERBOSE = False
 AUDITLOG_DISABLE_REMOTE_ADDR = True
 AUDITLOG_STORE_JSON_CHANGES = True
 AUDITLOG_MASK_CALLABLE = "compliance.modelchanges.mask_value"
+
+# --- Sign-in: tokens, sessions, MFA and the risk engine (accounts.risk; README "Sign-in") ------------
+ACCESS_TOKEN_MINUTES = min(env_int("ACCESS_TOKEN_MINUTES", 15, minimum=1), 15)  # never more than 15
+REFRESH_TOKEN_IDLE_DAYS = env_int("REFRESH_TOKEN_IDLE_DAYS", 14, minimum=1)
+SESSION_ABSOLUTE_DAYS = env_int("SESSION_ABSOLUTE_DAYS", 30, minimum=1)
+WEB_SESSION_IDLE_SECONDS = env_int("WEB_SESSION_IDLE_SECONDS", 3600, minimum=60)
+MFA_CHALLENGE_MINUTES = env_int("MFA_CHALLENGE_MINUTES", 5, minimum=1)
+MFA_CHALLENGE_MAX_ATTEMPTS = env_int("MFA_CHALLENGE_MAX_ATTEMPTS", 5, minimum=1)
+MFA_MAX_CONSECUTIVE_FAILURES = env_int("MFA_MAX_CONSECUTIVE_FAILURES", 20, minimum=1)
+EMAIL_CODE_MINUTES = min(env_int("EMAIL_CODE_MINUTES", 10, minimum=1), 10)
+EMAIL_CODES_PER_CHALLENGE = env_int("EMAIL_CODES_PER_CHALLENGE", 3, minimum=1)
+GEOIP_PATH = env_str("GEOIP_PATH")
+RISK_POLICY_FILE = env_str("RISK_POLICY_FILE")
+RISK_POLICY: dict[str, object] = {}
+RISK_MAX_TRAVEL_KMH = env_int("RISK_MAX_TRAVEL_KMH", 900, minimum=1)
+RISK_ACCOUNT_FAILURES = env_int("RISK_ACCOUNT_FAILURES", 5, minimum=1)
+RISK_IP_FAILED_ACCOUNTS = env_int("RISK_IP_FAILED_ACCOUNTS", 10, minimum=1)
+RISK_IP_DENYLIST = env_list("RISK_IP_DENYLIST")
+SECURITY_ALERT_WEBHOOK_URL = env_str("SECURITY_ALERT_WEBHOOK_URL")
+PASSWORD_MIN_LENGTH = env_int("PASSWORD_MIN_LENGTH", 15, minimum=8)
+PASSWORD_MIN_LENGTH_WITH_MFA = env_int("PASSWORD_MIN_LENGTH_WITH_MFA", 8, minimum=8)
+PASSWORD_MAX_LENGTH = env_int("PASSWORD_MAX_LENGTH", 256, minimum=64)
 
 # --- API ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
@@ -246,6 +265,8 @@ EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "privacy@localhost")
+# Where links in e-mails point (no trailing slash).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 
 # --- Transport security (python manage.py check --deploy --fail-level WARNING passes) ------------
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)

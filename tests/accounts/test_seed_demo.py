@@ -10,9 +10,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import User
+from accounts.models import TotpFactor, User
 from compliance.models import AuditEvent
 
 pytestmark = pytest.mark.django_db
@@ -26,7 +25,7 @@ def test_seed_demo_creates_personas_once_and_prints_logins(settings) -> None:  #
     assert User.objects.count() == 3
     listener = User.objects.with_email("listener@demo.invalid").get()
     officer = User.objects.with_email("officer@demo.invalid").get()
-    assert not listener.is_staff and TOTPDevice.objects.filter(user=listener, confirmed=True).count() == 1
+    assert not listener.is_staff and TotpFactor.objects.filter(user=listener, confirmed=True).count() == 1
     assert officer.is_staff and not officer.is_superuser
     assert officer.groups.get().name == "Privacy officers"
     assert officer.has_perm("compliance.view_auditevent")

@@ -47,8 +47,8 @@ def test_library_models_holding_personal_data_are_declared() -> None:
         "axes.AccessFailureLog",
         "auditlog.LogEntry",
         "sessions.Session",
-        "otp_totp.TOTPDevice",
-        "otp_static.StaticDevice",
+        "accounts.TotpFactor",
+        "accounts.BackupCodeFactor",
         "admin.LogEntry",
     ):
         assert label in registry, label

@@ -31,8 +31,11 @@ ROOT = Path(__file__).resolve().parents[2]
 CREATE = """
 import datetime, json
 from accounts.models import User
-erased = User.objects.create_user(email="Backup.Subject-4471@listeners.example", password="long enough passphrase 1",
-    display_name="Bartholomew Backupsson", phone="+1 212 555 0142", date_of_birth=datetime.date(1979, 4, 1), country="US")
+erased = User.objects.create_user(
+    email="Backup.Subject-4471@listeners.example", password="long enough passphrase 1",
+    display_name="Bartholomew Backupsson", phone="+1 212 555 0142", date_of_birth=datetime.date(1979, 4, 1),
+    country="US",
+)
 kept = User.objects.create_user(email="kept.subject@listeners.example", password="long enough passphrase 2",
     display_name="Kept Keeper", country="IE")
 print(json.dumps({"erased": str(erased.pk), "erased_key": str(erased.data_key_id), "kept": str(kept.pk)}))
@@ -150,7 +153,9 @@ def test_a_backup_restored_after_erasure_holds_nothing_readable(databases: dict[
     # Disaster: the main database is restored from that backup, beside the live key store.
     _pg("psql", "-q", "-v", "ON_ERROR_STOP=1", "-d", databases["restored"], "-f", str(backup))
     restored = _env(databases["restored"], databases["keys"])
-    seen = json.loads(_run(restored, "shell", "-c", READ, script_args=f"{ids['erased']},{ids['kept']}").strip().splitlines()[-1])
+    seen = json.loads(
+        _run(restored, "shell", "-c", READ, script_args=f"{ids['erased']},{ids['kept']}").strip().splitlines()[-1]
+    )
 
     assert seen[ids["erased"]] == {"erased": True, "name": "[erased]"}
     assert seen[ids["kept"]] == {"erased": False, "name": "Kept Keeper"}

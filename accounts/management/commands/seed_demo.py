@@ -13,10 +13,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts.models import User
+from accounts.models import TotpFactor, User
+from accounts.services.factors import otpauth_uri, start_totp
 from compliance import audit
 
 DEMO_PASSWORD = "demo-listener-passphrase-2026"  # noqa: S105 (demo only; the command refuses production)
@@ -69,8 +68,8 @@ class Command(BaseCommand):
         for persona in PERSONAS:
             self.stdout.write(f"  {persona['role']:<16} {persona['email']:<26} {persona['password']}")
         listener = User.objects.with_email(PERSONAS[0]["email"]).get()
-        for device in TOTPDevice.objects.filter(user=listener):
-            self.stdout.write(f"  listener TOTP: {device.config_url}")
+        for factor in TotpFactor.objects.filter(user=listener, confirmed=True):
+            self.stdout.write(f"  listener TOTP (add to an authenticator app): {otpauth_uri(factor)}")
 
     def _ensure(self, persona: dict[str, Any], officers: Group) -> None:
         user = User.objects.with_email(persona["email"]).first()
@@ -90,6 +89,7 @@ class Command(BaseCommand):
         if role == "privacy officer":
             user.groups.add(officers)
         if role == "listener":
-            TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
-            StaticDevice.objects.create(user=user, name="Backup codes", confirmed=True)
+            factor = start_totp(user=user, name="Authenticator app")
+            factor.confirmed = True
+            factor.save(update_fields=["confirmed"])
         audit.record("accounts.user.seeded", actor="system:seed_demo", subject=user, data={"role": role})

@@ -96,6 +96,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     is_active = models.BooleanField(default=True)
     is_staff = models.BooleanField(default=False)
     date_joined = models.DateTimeField(default=timezone.now)
+    email_verified_at = models.DateTimeField(null=True, blank=True)
+    password_changed_at = models.DateTimeField(null=True, blank=True)
+    # Set by "this was not me": the next sign-in must choose a new password.
+    must_change_password = models.BooleanField(default=False)
 
     objects = UserManager()
 
@@ -125,8 +129,37 @@ class User(AbstractBaseUser, PermissionsMixin):
         if isinstance(self.phone, str):
             self.phone_index = phone_index(self.phone) if self.phone else ""
 
+    @property
+    def has_second_factor(self) -> bool:
+        from accounts.services.factors import methods_for
+
+        return bool(methods_for(self))
+
     def get_full_name(self) -> str:
         return str(self.display_name or "")
 
     def get_short_name(self) -> str:
         return self.get_full_name()
+
+
+class ParentalConsentRequest(models.Model):
+    """A child under 13 signed up: the account stays inactive until a parent consents (COPPA
+    §312.5). The parent flow itself comes later; this keeps what it needs."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "waiting for the parent"
+        GRANTED = "granted", "consent given"
+        REFUSED = "refused", "consent refused"
+        EXPIRED = "expired", "no answer in time"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    child = models.OneToOneField(User, on_delete=models.CASCADE, related_name="parental_consent")
+    data_key_id = models.UUIDField()
+    parent_email = EncryptedEmailField()
+    parent_email_index = models.CharField(max_length=64, db_index=True)
+    requested_at = models.DateTimeField(default=timezone.now)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"parental consent request {self.pk}"

@@ -1,0 +1,338 @@
+"""Sign-in with adaptive MFA: password, lockout, risk decision, second factor, session.
+
+One flow for the mobile API and the portal. Every decision is recorded as a security event with
+its signals; the answer never tells whether an e-mail address has an account.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+from typing import Any
+
+from axes.helpers import get_cool_off
+from django.conf import settings
+from django.contrib.auth import authenticate, user_logged_in
+from django.core.cache import cache
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from accounts.models import KnownDevice, MfaChallenge, SecurityAlert, SecurityEvent, User
+from accounts.notifications import notify, send_code
+from accounts.passwords import is_on_blocklist
+from accounts.risk.engine import Assessment, Indexes, assess, build_attempt, indexes_for, load_history, locate
+from accounts.services.events import raise_alert, record_event
+from accounts.services.factors import Verification, methods_for, verify_factor
+from accounts.services.secrets import code_digest, new_numeric_code, new_token, token_digest
+from accounts.services.sessions import IssuedTokens, issue_tokens, start_api_session
+from compliance import audit
+from identity.crypto.blind import email_index
+
+IP_BLOCK_SECONDS = 30 * 60
+LOCKOUT_ALERT_THRESHOLD = 20
+
+
+@dataclass(frozen=True)
+class Client:
+    """Where a sign-in comes from, as the view saw it."""
+
+    ip: str | None
+    user_agent: str = ""
+    device_id: str = ""
+    device_name: str = ""
+    platform: str = KnownDevice.Platform.OTHER
+
+
+@dataclass
+class SignInResult:
+    status: str  # tokens | mfa_required | blocked | invalid | locked
+    tokens: IssuedTokens | None = None
+    mfa_token: str = ""
+    methods: list[str] = field(default_factory=list)
+    assessment: Assessment | None = None
+    retry_after: int = 0
+    user: User | None = None
+
+    def risk(self) -> dict[str, Any]:
+        if self.assessment is None:
+            return {"level": None, "reasons": []}
+        return {"level": self.assessment.level, "reasons": self.assessment.reasons}
+
+
+class MfaError(Exception):
+    def __init__(self, code: str, message: str, *, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.code = code
+        self.retry_after = retry_after
+
+
+def _cooloff_seconds(request: HttpRequest) -> int:
+    cool_off = get_cool_off(request)
+    return int(cool_off.total_seconds()) if cool_off else 900
+
+
+def _ip_block_key(idx: Indexes) -> str:
+    return f"accounts:ipblock:{idx.ip}"
+
+
+def _context(client: Client, place: Any, idx: Indexes) -> dict[str, Any]:
+    return {
+        "ip": client.ip,
+        "user_agent": client.user_agent[:300],
+        "device_name": client.device_name[:100],
+        "platform": client.platform,
+        "place": place.as_dict() if place else None,
+        "idx": {"ip": idx.ip, "network": idx.network, "country": idx.country, "device": idx.device},
+    }
+
+
+def _indexes_from_context(context: dict[str, Any], account: str) -> Indexes:
+    raw = context.get("idx") or {}
+    return Indexes(
+        account=account,
+        ip=raw.get("ip", ""),
+        network=raw.get("network", ""),
+        country=raw.get("country", ""),
+        device=raw.get("device", ""),
+    )
+
+
+def remember_device(user: User, idx: Indexes, client: Client) -> KnownDevice | None:
+    if not idx.device:
+        return None
+    now = timezone.now()
+    device, created = KnownDevice.objects.get_or_create(
+        user=user,
+        device_index=idx.device,
+        defaults={"data_key_id": user.data_key_id, "name": client.device_name[:100], "platform": client.platform},
+    )
+    if not created:
+        KnownDevice.objects.filter(pk=device.pk).update(last_seen_at=now)
+    return device
+
+
+def _record_failure(*, user: User | None, idx: Indexes, context: dict[str, Any]) -> None:
+    record_event(SecurityEvent.Kind.SIGNIN_FAILED, user=user, idx=idx, context=context)
+    if not idx.ip:
+        return
+    since = timezone.now() - datetime.timedelta(minutes=15)
+    failed_accounts = (
+        SecurityEvent.objects.failed_sign_ins()
+        .filter(ip_index=idx.ip, occurred_at__gte=since)
+        .values("account_index")
+        .distinct()
+        .count()
+    )
+    if failed_accounts >= settings.RISK_IP_FAILED_ACCOUNTS and cache.add(_ip_block_key(idx), 1, IP_BLOCK_SECONDS):
+        event = record_event(SecurityEvent.Kind.CREDENTIAL_STUFFING, user=None, idx=idx)
+        raise_alert(
+            SecurityAlert.Kind.CREDENTIAL_STUFFING,
+            severity=SecurityAlert.Severity.CRITICAL,
+            event=event,
+            details={
+                "failed_accounts": failed_accounts,
+                "window_minutes": 15,
+                "blocked_minutes": IP_BLOCK_SECONDS // 60,
+            },
+        )
+
+
+def _record_lockout(*, user: User | None, idx: Indexes) -> None:
+    event = record_event(SecurityEvent.Kind.LOCKED_OUT, user=user, idx=idx)
+    if user is not None:
+        notify(user, "locked_out", event=event)
+    since = timezone.now() - datetime.timedelta(minutes=15)
+    recent = SecurityEvent.objects.filter(kind=SecurityEvent.Kind.LOCKED_OUT, occurred_at__gte=since).count()
+    if recent == LOCKOUT_ALERT_THRESHOLD:
+        raise_alert(SecurityAlert.Kind.LOCKOUTS, details={"lockouts": recent, "window_minutes": 15})
+
+
+@transaction.atomic
+def sign_in(*, request: HttpRequest, email: str, password: str, client: Client) -> SignInResult:
+    """Check the password (through django-axes), assess the risk, and allow, challenge or refuse."""
+    now = timezone.now()
+    place = locate(client.ip)
+    idx = indexes_for(account_index=email_index(email), ip=client.ip, place=place, device_id=client.device_id)
+    context = _context(client, place, idx)
+
+    if cache.get(_ip_block_key(idx)):
+        return SignInResult("locked", retry_after=IP_BLOCK_SECONDS)
+
+    user = authenticate(request=request, username=email, password=password)
+    if getattr(request, "axes_locked_out", False):
+        # We answer the lockout ourselves (problem+json, Retry-After); axes' middleware must not
+        # replace that answer with its own page.
+        request.axes_locked_out = False  # type: ignore[attr-defined]
+        holder = User.objects.with_email(email).first()
+        _record_lockout(user=holder, idx=idx)
+        return SignInResult("locked", retry_after=_cooloff_seconds(request))
+    if user is None:
+        _record_failure(user=User.objects.with_email(email).first(), idx=idx, context=context)
+        return SignInResult("invalid")
+    assert isinstance(user, User)
+
+    history = load_history(user=user, idx=idx, at=now)
+    attempt = build_attempt(at=now, ip=client.ip, idx=idx, place=place, password_on_blocklist=is_on_blocklist(password))
+    assessment = assess(attempt, history, is_staff=user.is_staff)
+    if "impossible_travel" in assessment.reasons:
+        raise_alert(SecurityAlert.Kind.IMPOSSIBLE_TRAVEL, user=user, details={"decision": assessment.decision})
+
+    if assessment.decision == "deny":
+        event = record_event(SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, context=context)
+        notify(user, "blocked_signin", event=event)
+        raise_alert(SecurityAlert.Kind.BLOCKED_SIGNIN, user=user, event=event, details=assessment.as_dict())
+        audit.record("accounts.signin.blocked", actor=user, subject=user, data=assessment.as_dict(), ip=client.ip)
+        return SignInResult("blocked", assessment=assessment, user=user)
+
+    if assessment.decision == "challenge":
+        token, methods = open_challenge(
+            user=user, purpose=MfaChallenge.Purpose.SIGNIN, assessment=assessment, context=context
+        )
+        record_event(SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, context=context)
+        return SignInResult("mfa_required", mfa_token=token, methods=methods, assessment=assessment, user=user)
+
+    device = remember_device(user, idx, client)
+    tokens = start_api_session(user=user, device=device, context=context, mfa=False)
+    event = record_event(
+        SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, device=device, context=context
+    )
+    _after_success(request, user, history.prior_successes, assessment, event)
+    return SignInResult("tokens", tokens=tokens, assessment=assessment, user=user)
+
+
+def _after_success(
+    request: HttpRequest, user: User, prior_successes: int, assessment: Assessment, event: SecurityEvent
+) -> None:
+    # Tells django-axes the account-and-IP pair succeeded (it resets the failure count).
+    user_logged_in.send(sender=User, request=request, user=user)
+    if prior_successes and ({"new_device", "new_country"} & set(assessment.reasons)):
+        notify(user, "new_signin", event=event)
+
+
+def open_challenge(
+    *,
+    user: User,
+    purpose: str,
+    assessment: Assessment | None,
+    context: dict[str, Any],
+    session: Any = None,
+) -> tuple[str, list[str]]:
+    """A single-use ``mfa_token`` and the methods this user can complete, for a few minutes."""
+    token = new_token("imm")
+    methods = methods_for(user) or ["email"]
+    MfaChallenge.objects.create(
+        token_hash=token_digest(token),
+        user=user,
+        data_key_id=user.data_key_id,
+        purpose=purpose,
+        session=session,
+        methods=methods,
+        risk=assessment.as_dict() if assessment else {},
+        expires_at=timezone.now() + datetime.timedelta(minutes=settings.MFA_CHALLENGE_MINUTES),
+        context=context,
+    )
+    return token, methods
+
+
+def _open_challenge_for_update(mfa_token: str) -> MfaChallenge:
+    challenge = (
+        MfaChallenge.objects.select_for_update()
+        .select_related("user")
+        .filter(token_hash=token_digest(mfa_token))
+        .first()
+    )
+    if challenge is None or not challenge.is_open:
+        raise MfaError("mfa_invalid", "the mfa_token is unknown, used or expired; sign in again")
+    return challenge
+
+
+@transaction.atomic
+def send_email_code(*, mfa_token: str) -> None:
+    """E-mail a one-time code (10 minutes, single use) for a challenge that offers it; throttled."""
+    challenge = _open_challenge_for_update(mfa_token)
+    if "email" not in challenge.methods:
+        raise MfaError("mfa_method_unavailable", "an e-mailed code is not offered for this sign-in")
+    if challenge.email_codes_sent >= settings.EMAIL_CODES_PER_CHALLENGE:
+        raise MfaError("rate_limited", "too many codes sent; sign in again later", retry_after=60)
+    code = new_numeric_code(6)
+    challenge.email_code_hash = code_digest(code, purpose="email")
+    challenge.email_code_expires_at = timezone.now() + datetime.timedelta(minutes=settings.EMAIL_CODE_MINUTES)
+    challenge.email_codes_sent += 1
+    challenge.save(update_fields=["email_code_hash", "email_code_expires_at", "email_codes_sent"])
+    send_code(challenge.user, code)
+
+
+def _verify_email_code(challenge: MfaChallenge, code: str) -> Verification:
+    if not challenge.email_code_hash or not challenge.email_code_expires_at:
+        return Verification(ok=False)
+    if challenge.email_code_expires_at <= timezone.now():
+        return Verification(ok=False)
+    import hmac
+
+    if hmac.compare_digest(challenge.email_code_hash, code_digest(code, purpose="email")):
+        challenge.email_code_hash = ""  # single use
+        return Verification(ok=True)
+    return Verification(ok=False)
+
+
+@transaction.atomic
+def complete_mfa(*, request: HttpRequest | None, mfa_token: str, method: str, code: str) -> IssuedTokens:
+    """Verify the second factor for a challenge; on success start (or refresh) the session."""
+    challenge = _open_challenge_for_update(mfa_token)
+    user = challenge.user
+    context = challenge.context if isinstance(challenge.context, dict) else {}
+    idx = _indexes_from_context(context, user.email_index)
+    if method not in challenge.methods:
+        raise MfaError("mfa_invalid", f"method {method!r} is not offered for this sign-in")
+    if challenge.attempts >= settings.MFA_CHALLENGE_MAX_ATTEMPTS:
+        challenge.used_at = timezone.now()
+        challenge.save(update_fields=["used_at"])
+        raise MfaError("mfa_invalid", "too many wrong codes; sign in again")
+
+    result = (
+        _verify_email_code(challenge, code) if method == "email" else verify_factor(user=user, method=method, code=code)
+    )
+    if result.throttled:
+        raise MfaError(
+            "rate_limited", "too many wrong codes for this factor; wait and try again", retry_after=result.retry_after
+        )
+    if not result.ok:
+        challenge.attempts += 1
+        challenge.save(update_fields=["attempts"])
+        record_event(SecurityEvent.Kind.MFA_FAILED, user=user, idx=idx, context=context)
+        raise MfaError("mfa_invalid", "the code is not valid")
+
+    now = timezone.now()
+    challenge.used_at = now
+    challenge.save(update_fields=["used_at", "email_code_hash"])
+    client = Client(
+        ip=context.get("ip"),
+        user_agent=context.get("user_agent", ""),
+        device_id="",
+        device_name=context.get("device_name", ""),
+        platform=context.get("platform", KnownDevice.Platform.OTHER),
+    )
+    device = remember_device(user, idx, client)
+    assessment_data = challenge.risk or {}
+    event = record_event(SecurityEvent.Kind.MFA_SUCCEEDED, user=user, idx=idx, device=device, context=context)
+    if challenge.purpose == MfaChallenge.Purpose.STEP_UP and challenge.session is not None:
+        session = challenge.session
+        session.mfa_at = now
+        session.save(update_fields=["mfa_at"])
+        audit.record("accounts.mfa.step_up", actor=user, subject=user, data={"method": method})
+        return issue_tokens(session, now)
+    tokens = start_api_session(user=user, device=device, context=context, mfa=True)
+    audit.record("accounts.signin.mfa_completed", actor=user, subject=user, data={"method": method})
+    if request is not None:
+        user_logged_in.send(sender=User, request=request, user=user)
+    reasons = set(assessment_data.get("reasons", []))
+    if {"new_device", "new_country"} & reasons and load_history_prior(user) > 1:
+        notify(user, "new_signin", event=event)
+    return tokens
+
+
+def load_history_prior(user: User) -> int:
+    from accounts.risk.engine import successful_sign_ins
+
+    return SecurityEvent.objects.filter(successful_sign_ins(), user=user).count()
