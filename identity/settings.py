@@ -216,9 +216,20 @@ PASSWORD_MAX_LENGTH = env_int("PASSWORD_MAX_LENGTH", 256, minimum=64)
 # --- API ---------------------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.api.authentication.BearerTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "identity.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "NUM_PROXIES": TRUSTED_PROXY_COUNT,
+    "DEFAULT_THROTTLE_RATES": {
+        "register": env_str("THROTTLE_REGISTER", "20/hour"),
+        "login": env_str("THROTTLE_LOGIN", "60/minute"),
+        "mfa": env_str("THROTTLE_MFA", "30/minute"),
+        "mfa_email": env_str("THROTTLE_MFA_EMAIL", "10/hour"),
+        "refresh": env_str("THROTTLE_REFRESH", "120/minute"),
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Identity Management Compliance API",
@@ -227,6 +238,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "DESCRIPTION": "Mobile API: sign-in with adaptive MFA, tokens, account, factors. Errors are "
+    "application/problem+json (RFC 9457) with a stable `code`.",
 }
 
 # --- Compliance ---------------------------------------------------------------------------------

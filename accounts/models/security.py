@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from identity.crypto.fields import EncryptedJSONField, EncryptedTextField
+from identity.crypto.fields import EncryptedJSONField, EncryptedQuerySet, EncryptedTextField
 
 
 class KnownDevice(models.Model):
@@ -37,7 +37,7 @@ class KnownDevice(models.Model):
         return f"device {self.pk}"
 
 
-class SecurityEventQuerySet(models.QuerySet["SecurityEvent"]):
+class SecurityEventQuerySet(EncryptedQuerySet):
     def for_user(self, user: object) -> SecurityEventQuerySet:
         return self.filter(user=user)
 

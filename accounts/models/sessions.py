@@ -12,10 +12,10 @@ from django.db import models
 from django.utils import timezone
 
 from accounts.models.security import KnownDevice
-from identity.crypto.fields import EncryptedJSONField
+from identity.crypto.fields import EncryptedJSONField, EncryptedQuerySet
 
 
-class AuthSessionQuerySet(models.QuerySet["AuthSession"]):
+class AuthSessionQuerySet(EncryptedQuerySet):
     def active(self) -> AuthSessionQuerySet:
         return self.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
 

@@ -12,10 +12,10 @@ from django.db import models
 from django.utils import timezone
 
 from identity.crypto.blind import email_index, phone_index
-from identity.crypto.fields import EncryptedDateField, EncryptedEmailField, EncryptedTextField
+from identity.crypto.fields import EncryptedDateField, EncryptedEmailField, EncryptedQuerySet, EncryptedTextField
 
 
-class UserQuerySet(models.QuerySet["User"]):
+class UserQuerySet(EncryptedQuerySet):
     def with_email(self, email: str) -> UserQuerySet:
         """Exact, case-insensitive lookup through the blind index (the column itself is ciphertext)."""
         return self.filter(email_index=email_index(email))

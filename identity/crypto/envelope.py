@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from identity.crypto import keystore
 from identity.crypto.errors import DecryptionError, UnsupportedFormatError
@@ -57,36 +58,46 @@ def is_erased(value: object) -> bool:
 
 def key_id_of(token: bytes) -> uuid.UUID:
     """The data key id a ciphertext was made with (no decryption)."""
-    _check_header(token)
+    check_header(token)
     return uuid.UUID(bytes=bytes(token[1:_HEADER]))
 
 
-def _check_header(token: bytes) -> None:
+def check_header(token: bytes) -> None:
     if len(token) < MIN_LENGTH:
         raise UnsupportedFormatError("stored value is too short to be a ciphertext")
     if token[0] != VERSION:
         raise UnsupportedFormatError(f"unknown ciphertext version {token[0]}")
 
 
-def encrypt(plaintext: bytes, *, key_id: uuid.UUID, context: str) -> bytes:
+def encrypt(plaintext: bytes, *, key_id: uuid.UUID, context: str | bytes) -> bytes:
+    aad_suffix = context if isinstance(context, bytes) else context.encode()
     cipher = keystore.cipher_for_encrypt(key_id)
     header = _VERSION_BYTE + key_id.bytes
     nonce = os.urandom(_NONCE)
-    return header + nonce + cipher.encrypt(nonce, plaintext, header + context.encode())
+    return header + nonce + cipher.encrypt(nonce, plaintext, header + aad_suffix)
 
 
-def decrypt(token: bytes | memoryview, *, context: str) -> bytes | Erased:
-    """Plaintext, or ``Erased`` when the subject's key was destroyed. Errors are never swallowed."""
-    token = bytes(token)
-    _check_header(token)
-    header = token[:_HEADER]
-    cipher = keystore.cipher_for_decrypt(uuid.UUID(bytes=header[1:]))
+def open_with(cipher: AESGCM | None, token: bytes, aad_suffix: bytes) -> bytes | Erased:
+    """Decrypt a checked token with a known cipher (None: the key was shredded)."""
     if cipher is None:
         return Erased(token)
-    nonce = token[_HEADER : _HEADER + _NONCE]
     try:
-        return cipher.decrypt(nonce, token[_HEADER + _NONCE :], header + context.encode())
+        return cipher.decrypt(
+            token[_HEADER : _HEADER + _NONCE], token[_HEADER + _NONCE :], token[:_HEADER] + aad_suffix
+        )
     except InvalidTag:
+        where = aad_suffix.decode(errors="replace")
         raise DecryptionError(
-            f"value in {context} failed authentication (altered, or moved from another column or key)"
+            f"value in {where} failed authentication (altered, or moved from another column or key)"
         ) from None
+
+
+def decrypt(token: bytes | memoryview, *, context: str | bytes) -> bytes | Erased:
+    """Plaintext, or ``Erased`` when the subject's key was destroyed. Errors are never swallowed."""
+    token = bytes(token)
+    aad_suffix = context if isinstance(context, bytes) else context.encode()
+    check_header(token)
+    cipher = keystore.peek(token[1:_HEADER])
+    if cipher is False:
+        cipher = keystore.cipher_for_decrypt(uuid.UUID(bytes=token[1:_HEADER]))
+    return open_with(cipher, token, aad_suffix)  # type: ignore[arg-type]

@@ -13,6 +13,12 @@ What can go wrong, and what happens (docs/architecture.md, "Field encryption"):
 
 Encrypted columns cannot be filtered, ordered or updated in SQL: the only lookup allowed is
 ``isnull``. Exact lookups go through a blind index column (``identity.crypto.blind``).
+
+Loading is batched: a value whose key is already unwrapped in this process is decrypted as the
+row is read; otherwise it stays ``Sealed`` until first read. Querysets of ``EncryptedQuerySet``
+(models with many subjects per page, such as users) collect the sealed values of up to
+``BATCH`` rows, unwrap all their keys in one query, and open them before handing rows out, so
+a page of a hundred users costs two queries, not a hundred and one.
 """
 
 from __future__ import annotations
@@ -22,15 +28,104 @@ import json
 import uuid
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from django import forms
 from django.core import checks, exceptions, validators
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Lookup
+from django.db.models.query import ModelIterable
+from django.db.models.query_utils import DeferredAttribute
 from django.utils.dateparse import parse_date
+from django.utils.functional import cached_property
 
-from identity.crypto import envelope
+from identity.crypto import envelope, keystore
 from identity.crypto.envelope import Erased
+
+BATCH = 100
+
+
+class Sealed:
+    """A loaded value whose key is not unwrapped yet; opened on first read. Shows no content."""
+
+    __slots__ = ("field", "token")
+
+    def __init__(self, token: bytes, field: EncryptedField) -> None:
+        self.token = token
+        self.field = field
+
+    @property
+    def key_id(self) -> bytes:
+        return self.token[1:17]
+
+    def open(self) -> Any:
+        plaintext = envelope.decrypt(self.token, context=self.field.aad_suffix)
+        return plaintext if isinstance(plaintext, Erased) else self.field.decode_value(plaintext)
+
+    def __repr__(self) -> str:
+        return f"<Sealed {self.field.context}>"
+
+    def __str__(self) -> str:
+        return str(self.open())
+
+
+class UnsealingAttribute(DeferredAttribute):
+    """The field's attribute on instances: opens a sealed value the first time it is read.
+
+    A data descriptor (it defines ``__set__``), so reads come here even though the value sits in
+    the instance's ``__dict__``.
+    """
+
+    def __get__(self, instance: Any, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        try:
+            value = instance.__dict__[self.field.attname]
+        except KeyError:  # deferred: let Django load it
+            value = super().__get__(instance, cls)
+        if type(value) is Sealed:
+            value = value.open()
+            instance.__dict__[self.field.attname] = value
+        return value
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        instance.__dict__[self.field.attname] = value
+
+
+def open_sealed(objects: list[models.Model], attnames: list[str]) -> None:
+    """Open every sealed value of ``objects``, unwrapping all their keys in one query."""
+    sealed = [(obj, name) for obj in objects for name in attnames if type(obj.__dict__.get(name)) is Sealed]
+    if not sealed:
+        return
+    keystore.load_keys({obj.__dict__[name].key_id for obj, name in sealed})
+    for obj, name in sealed:
+        obj.__dict__[name] = obj.__dict__[name].open()
+
+
+class DecryptingModelIterable(ModelIterable):  # type: ignore[type-arg]
+    def __iter__(self) -> Any:
+        model = self.queryset.model
+        attnames = [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedField)]
+        buffer: list[models.Model] = []
+        for obj in super().__iter__():
+            buffer.append(obj)
+            if len(buffer) >= BATCH:
+                open_sealed(buffer, attnames)
+                yield from buffer
+                buffer = []
+        open_sealed(buffer, attnames)
+        yield from buffer
+
+
+class EncryptedQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    """A queryset that opens the encrypted values of each batch of rows with one key query."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._iterable_class = DecryptingModelIterable
+
+
+EncryptedManager = models.Manager.from_queryset(EncryptedQuerySet)
 
 
 class EncryptedField(models.Field):  # type: ignore[type-arg]
@@ -38,6 +133,7 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
 
     empty_strings_allowed = False
     description = "AES-256-GCM encrypted value"
+    descriptor_class = UnsealingAttribute
 
     def __init__(self, *args: Any, key_field: str = "data_key_id", **kwargs: Any) -> None:
         self.key_field = key_field
@@ -88,6 +184,10 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
     def context(self) -> str:
         return f"{self.model._meta.label_lower}.{self.name}"
 
+    @cached_property
+    def aad_suffix(self) -> bytes:
+        return self.context.encode()
+
     def get_lookup(self, lookup_name: str) -> type[Lookup] | None:  # type: ignore[override]
         # Comparing ciphertexts is meaningless and would silently match nothing: refuse it.
         if lookup_name == "isnull":
@@ -102,6 +202,8 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
             return None
         if isinstance(value, Erased):
             return value.raw
+        if type(value) is Sealed:
+            return value.token  # read but never opened: unchanged
         key_id = getattr(instance, self.key_field)
         if key_id is None:
             raise exceptions.ImproperlyConfigured(
@@ -109,16 +211,19 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
             )
         if not isinstance(key_id, uuid.UUID):
             key_id = uuid.UUID(str(key_id))
-        return envelope.encrypt(self.encode_value(self.to_python(value)), key_id=key_id, context=self.context)
+        return envelope.encrypt(self.encode_value(self.to_python(value)), key_id=key_id, context=self.aad_suffix)
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
-        return self.encrypt_for(model_instance, getattr(model_instance, self.attname))
+        # From __dict__, not the attribute: a value nobody read is written back still sealed.
+        return self.encrypt_for(model_instance, model_instance.__dict__.get(self.attname))
 
     def get_db_prep_value(self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False) -> Any:
         if value is None:
             return None
         if isinstance(value, Erased):
             value = value.raw
+        elif type(value) is Sealed:
+            value = value.token
         if not isinstance(value, bytes | memoryview):
             # Only pre_save knows the row, and so the key: QuerySet.update() cannot encrypt.
             raise exceptions.FieldError(
@@ -130,9 +235,20 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
     def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
         if value is None:
             return None
-        plaintext = envelope.decrypt(value, context=self.context)
-        if isinstance(plaintext, Erased):
-            return plaintext
+        # The hot path of every page of rows: kept flat on purpose.
+        token = value if type(value) is bytes else bytes(value)
+        if len(token) < envelope.MIN_LENGTH or token[0] != envelope.VERSION:
+            envelope.check_header(token)  # raises, naming what is wrong
+        cipher = keystore.peek(token[1:17])
+        if cipher is False:
+            return Sealed(token, self)  # opened in a batch by the queryset, or on first read
+        if cipher is None:
+            return Erased(token)
+        try:
+            plaintext = cipher.decrypt(token[17:29], token[29:], token[:17] + self.aad_suffix)  # type: ignore[union-attr]
+        except InvalidTag:
+            envelope.open_with(cipher, token, self.aad_suffix)  # type: ignore[arg-type]  # raises DecryptionError
+            raise
         return self.decode_value(plaintext)
 
     def value_to_string(self, obj: models.Model) -> str:

@@ -15,9 +15,7 @@ import os
 import threading
 import time
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -55,52 +53,83 @@ def unwrap(wrapped: bytes | memoryview, *, key_id: uuid.UUID, kek_id: str) -> by
         ) from None
 
 
-@dataclass
+class _PendingBatch:
+    """Keys made inside one transaction (at one savepoint depth) and not yet committed.
+
+    Its ``callback`` is registered with ``transaction.on_commit``. While the callback is still queued
+    on the connection, the transaction that made the keys is alive and may use them; once it has
+    run, the keys are committed; if Django dropped it (rollback of the transaction or of the
+    savepoint), the keys were never stored and must not be used.
+    """
+
+    __slots__ = ("alias", "callback", "committed")
+
+    def __init__(self, alias: str) -> None:
+        self.alias = alias
+        self.committed = False
+        self.callback = self._confirm
+
+    def _confirm(self) -> None:
+        self.committed = True
+
+    def alive(self) -> bool:
+        if self.committed:
+            return True
+        connection = transaction.get_connection(self.alias)
+        return any(entry[1] is self.callback for entry in connection.run_on_commit)
+
+
 class _Entry:
-    cipher: AESGCM | None  # None: the key was shredded
-    expires_at: float
-    confirmed: bool
+    __slots__ = ("batch", "cipher", "expires_at")
+
+    def __init__(self, cipher: AESGCM | None, expires_at: float, batch: _PendingBatch | None) -> None:
+        self.cipher = cipher  # None: the key was shredded
+        self.expires_at = expires_at
+        self.batch = batch  # None: committed (or read outside any transaction)
+
+    def usable_for_new_values(self) -> bool:
+        if self.batch is None:
+            return True
+        if self.batch.committed:
+            self.batch = None
+            return True
+        return self.batch.alive()
 
 
 class _Cache:
+    """Unwrapped keys by their 16-byte id. Reads take no lock (dict access is atomic in CPython);
+    eviction is oldest-first once DEK_CACHE_MAX_ENTRIES is reached."""
+
     def __init__(self) -> None:
-        self._entries: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self._entries: dict[bytes, _Entry] = {}
         self._lock = threading.Lock()
 
-    def get(self, key_id: uuid.UUID) -> _Entry | None:
-        with self._lock:
-            entry = self._entries.get(key_id)
-            if entry is None:
-                return None
-            if entry.expires_at < time.monotonic():
-                del self._entries[key_id]
-                return None
-            self._entries.move_to_end(key_id)
-            return entry
+    def get(self, key_id: bytes) -> _Entry | None:
+        entry = self._entries.get(key_id)
+        if entry is None:
+            return None
+        if entry.expires_at < time.monotonic():
+            self._entries.pop(key_id, None)
+            return None
+        return entry
 
-    def put(self, key_id: uuid.UUID, cipher: AESGCM | None, *, confirmed: bool) -> None:
+    def put(self, key_id: bytes, cipher: AESGCM | None, batch: _PendingBatch | None) -> None:
         ttl = settings.DEK_CACHE_TTL_SECONDS
         if ttl <= 0:
             return
         with self._lock:
-            self._entries[key_id] = _Entry(cipher, time.monotonic() + ttl, confirmed)
-            self._entries.move_to_end(key_id)
-            while len(self._entries) > settings.DEK_CACHE_MAX_ENTRIES:
-                self._entries.popitem(last=False)
-
-    def confirm(self, key_id: uuid.UUID) -> None:
-        with self._lock:
-            entry = self._entries.get(key_id)
-            if entry is not None:
-                entry.confirmed = True
-
-    def drop(self, key_id: uuid.UUID) -> None:
-        with self._lock:
             self._entries.pop(key_id, None)
+            self._entries[key_id] = _Entry(cipher, time.monotonic() + ttl, batch)
+            overflow = len(self._entries) - settings.DEK_CACHE_MAX_ENTRIES
+            if overflow > 0:
+                for old in list(self._entries)[:overflow]:
+                    self._entries.pop(old, None)
+
+    def drop(self, key_id: bytes) -> None:
+        self._entries.pop(key_id, None)
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
 
 _cache = _Cache()
@@ -115,13 +144,33 @@ def _db_alias() -> str:
     return router.db_for_write(SubjectKey)
 
 
+def _current_batch(alias: str) -> _PendingBatch | None:
+    """The pending batch for the current transaction and savepoint, or None in autocommit."""
+    connection = transaction.get_connection(alias)
+    if not connection.in_atomic_block:
+        return None
+    batches: dict[tuple[str, ...], _PendingBatch] = connection.__dict__.setdefault("_identity_key_batches", {})
+    depth = tuple(connection.savepoint_ids)
+    batch = batches.get(depth)
+    if batch is None or batch.committed or not batch.alive():
+        if len(batches) > 32:  # forget batches of transactions that have ended
+            for stale in [k for k, b in batches.items() if b.committed or not b.alive()]:
+                del batches[stale]
+        batch = _PendingBatch(alias)
+        transaction.on_commit(batch.callback, using=alias)
+        batches[depth] = batch
+    return batch
+
+
 def _remember(key_id: uuid.UUID, cipher: AESGCM | None) -> None:
-    """Cache a key; confirmed at once in autocommit, else when the current transaction commits."""
-    alias = _db_alias()
-    in_transaction = transaction.get_connection(alias).in_atomic_block
-    _cache.put(key_id, cipher, confirmed=not in_transaction)
-    if in_transaction:
-        transaction.on_commit(lambda: _cache.confirm(key_id), using=alias)
+    """Cache a key; in a transaction it stays tied to it until commit (see _PendingBatch)."""
+    _cache.put(key_id.bytes, cipher, _current_batch(_db_alias()))
+
+
+def peek(key_id: bytes) -> AESGCM | bool | None:
+    """The cached cipher for a raw key id: AESGCM, None (shredded), or False (not cached)."""
+    entry = _cache.get(key_id)
+    return False if entry is None else entry.cipher
 
 
 def _load(key_id: uuid.UUID) -> SubjectKey | None:
@@ -132,6 +181,24 @@ def _cipher_from_row(row: SubjectKey) -> AESGCM | None:
     if row.is_shredded or row.wrapped_key is None:
         return None
     return AESGCM(unwrap(row.wrapped_key, key_id=row.pk, kek_id=row.kek_id))
+
+
+def load_keys(key_ids: Iterable[bytes]) -> None:
+    """Unwrap and cache, in one query, every key among ``key_ids`` that is not cached yet.
+
+    Ids that do not exist stay uncached: reading a value under one raises UnknownKeyError then.
+    """
+    missing = {kid for kid in key_ids if _cache.get(kid) is None}
+    if not missing:
+        return
+    rows = (
+        SubjectKey.objects.using(_db_alias())
+        .filter(pk__in=[uuid.UUID(bytes=kid) for kid in missing])
+        .values_list("id", "kek_id", "wrapped_key")
+    )
+    for key_id, kek_id, wrapped in rows:
+        cipher = None if wrapped is None else AESGCM(unwrap(wrapped, key_id=key_id, kek_id=kek_id))
+        _remember(key_id, cipher)
 
 
 def _create(key_id: uuid.UUID) -> AESGCM:
@@ -178,11 +245,11 @@ def cipher_for_encrypt(key_id: uuid.UUID) -> AESGCM:
     """The subject's cipher for new values, creating the DEK on first use.
 
     Raises KeyShreddedError for a subject whose key was destroyed: nothing new may be written
-    for an erased subject under their old identity. An unconfirmed cache entry (its key was made
-    in a transaction not yet committed) is checked against the database before use.
+    for an erased subject under their old identity. A key made by a transaction that has since
+    rolled back is never used: it is looked up again (and made anew).
     """
-    entry = _cache.get(key_id)
-    if entry is not None and entry.confirmed:
+    entry = _cache.get(key_id.bytes)
+    if entry is not None and entry.usable_for_new_values():
         return _usable(entry.cipher, key_id)
     row = _load(key_id)
     if row is None:
@@ -194,7 +261,7 @@ def cipher_for_encrypt(key_id: uuid.UUID) -> AESGCM:
 
 def cipher_for_decrypt(key_id: uuid.UUID) -> AESGCM | None:
     """The subject's cipher, or None when the key was destroyed. Unknown keys are an error."""
-    entry = _cache.get(key_id)
+    entry = _cache.get(key_id.bytes)
     if entry is not None:
         return entry.cipher
     row = _load(key_id)
@@ -217,7 +284,7 @@ def shred(key_id: uuid.UUID) -> bool:
             .filter(pk=key_id, shredded_at__isnull=True)
             .update(wrapped_key=None, kek_id="", shredded_at=timezone.now())
         )
-    _cache.drop(key_id)
+    _cache.drop(key_id.bytes)
     return updated == 1
 
 

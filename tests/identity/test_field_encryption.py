@@ -203,7 +203,45 @@ def test_page_of_rows_unwraps_each_key_once(django_assert_num_queries) -> None: 
     for _ in range(5):
         make_vault()
     keystore.clear_cache()
-    # One query for the rows, one per distinct subject key (5), none per field.
-    with django_assert_num_queries(1 + 5):
+    # One query for the rows and one for all their subjects' keys: none per row or per field.
+    with django_assert_num_queries(2):
         rows = list(Vault.objects.all())
         assert all(row.email == "listener@example.test" for row in rows)
+    # Keys stay unwrapped in the process: reading the page again needs the row query only.
+    with django_assert_num_queries(1):
+        assert len(list(Vault.objects.all())) == 5
+
+
+def test_values_not_opened_by_a_queryset_open_on_first_read(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    vault = make_vault()
+    keystore.clear_cache()
+    loaded = Vault._base_manager.get(pk=vault.pk)  # a plain manager: no batch opening
+    assert "secret" not in repr(loaded.__dict__["text"])  # sealed, shows nothing
+    with django_assert_num_queries(1):  # the key, once, for every field of the row
+        assert (loaded.text, loaded.email) == ("Ölçü 🎵 secret text", "listener@example.test")
+    # A value nobody read is written back exactly as it was.
+    keystore.clear_cache()
+    untouched = Vault._base_manager.get(pk=vault.pk)
+    before = raw(vault.pk, "doc")
+    untouched.save(update_fields=["doc"])
+    assert raw(vault.pk, "doc") == before
+
+
+def test_many_keys_created_in_one_transaction_are_not_looked_up_per_value(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]
+    # Per row: look the new key up, insert it, insert the row. Its three encrypted values reuse the
+    # key made in this (still open) transaction instead of looking it up again each time.
+    with django_assert_max_num_queries(3 * 20 + 2), transaction.atomic():
+        for _ in range(20):
+            Vault.objects.create(text="t", email="e@example.test", doc={"a": 1})
+
+
+def test_key_made_in_a_rolled_back_savepoint_is_made_again() -> None:
+    key_id = uuid.uuid4()
+    with transaction.atomic():
+        with pytest.raises(RuntimeError), transaction.atomic():
+            Vault.objects.create(text="doomed", data_key_id=key_id)
+            raise RuntimeError("roll back the savepoint")
+        assert not SubjectKey.objects.filter(pk=key_id).exists()
+        vault = Vault.objects.create(text="kept", data_key_id=key_id)
+    keystore.clear_cache()
+    assert Vault.objects.get(pk=vault.pk).text == "kept"

@@ -8,6 +8,7 @@ from identity.crypto.fields import (
     EncryptedDateField,
     EncryptedEmailField,
     EncryptedJSONField,
+    EncryptedManager,
     EncryptedTextField,
 )
 
@@ -19,6 +20,8 @@ class Vault(models.Model):
     email = EncryptedEmailField(blank=True)
     day = EncryptedDateField(null=True)
     doc = EncryptedJSONField(null=True)
+
+    objects = EncryptedManager()
 
     class Meta:
         app_label = "testapp"

@@ -68,5 +68,8 @@ class OursUser(models.Model):
     phone = ours.EncryptedTextField(max_length=32, blank=True)
     preferences = ours.EncryptedJSONField(default=dict)
 
+    # As accounts.User's manager: each batch of rows has its keys unwrapped in one query.
+    objects = ours.EncryptedManager()
+
 
 PERSONAL_FIELDS = ("email", "display_name", "date_of_birth", "country", "region", "phone", "preferences")

@@ -1,0 +1,1 @@
+"""The mobile API of accounts (CONTRACT.md: Authentication, Account)."""
