@@ -31,6 +31,16 @@ def _fresh_key_cache() -> Iterator[None]:
     keystore.clear_cache()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> Iterator[None]:
+    """Throttle counters and IP blocks live in the cache: each test starts without them."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
 @pytest.fixture
 def make_user(db):  # type: ignore[no-untyped-def]
     from accounts.models import User

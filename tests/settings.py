@@ -20,3 +20,6 @@ from identity.settings import *  # noqa: F403
 LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
+
+# Tasks run in the test process (a test that needs a real worker and broker starts one itself).
+CELERY_TASK_ALWAYS_EAGER = True

@@ -72,7 +72,7 @@ def otpauth_uri(factor: TotpFactor) -> str:
     secret = base64.b32encode(binascii.unhexlify(str(factor.secret).encode())).decode().rstrip("=")
     # The label names the service and the factor, not the listener's e-mail: the URI may be
     # shown, photographed or logged by the authenticator app.
-    label = urllib.parse.quote(f"{ISSUER}:{factor.name}")
+    label = urllib.parse.quote(f"{ISSUER}:{factor.name}", safe=":")
     query = urllib.parse.urlencode(
         {"secret": secret, "issuer": ISSUER, "algorithm": "SHA1", "digits": factor.digits, "period": factor.step}
     )

@@ -93,8 +93,19 @@ def authenticate_access_token(token: str) -> tuple[User, AuthSession] | None:
     return session.user, session
 
 
-@transaction.atomic
 def refresh_session(*, refresh: str) -> IssuedTokens:
+    """Rotate: a new access and refresh token for the session, the old refresh token spent.
+
+    Raises TokenReused after the session's revocation is committed: the error must not roll it back.
+    """
+    outcome = _rotate(refresh)
+    if outcome is None:
+        raise TokenReused("refresh token already used: the session is revoked")
+    return outcome
+
+
+@transaction.atomic
+def _rotate(refresh: str) -> IssuedTokens | None:
     now = timezone.now()
     row = (
         RefreshToken.objects.select_for_update()
@@ -106,19 +117,20 @@ def refresh_session(*, refresh: str) -> IssuedTokens:
         raise TokenError("unknown refresh token")
     session = AuthSession.objects.select_for_update().get(pk=row.session_id)
     if row.used_at is not None:
-        _revoke(session, reason="token_reused", now=now)
-        event = record_event(SecurityEvent.Kind.TOKEN_REUSED, user=session.user, device=session.device)
-        raise_alert(
-            "token_reuse",
-            severity="critical",
-            user=session.user,
-            event=event,
-            details={"session_id": str(session.pk)},
-        )
-        audit.record(
-            "accounts.session.token_reused", actor=None, subject=session.user, data={"session": str(session.pk)}
-        )
-        raise TokenReused("refresh token already used: the session is revoked")
+        if session.revoked_at is None:  # the first sign of a stolen token: end the family, alert
+            _revoke(session, reason="token_reused", now=now)
+            event = record_event(SecurityEvent.Kind.TOKEN_REUSED, user=session.user, device=session.device)
+            raise_alert(
+                "token_reuse",
+                severity="critical",
+                user=session.user,
+                event=event,
+                details={"session_id": str(session.pk)},
+            )
+            audit.record(
+                "accounts.session.token_reused", actor=None, subject=session.user, data={"session": str(session.pk)}
+            )
+        return None
     if session.revoked_at is not None or session.expires_at <= now or row.expires_at <= now:
         raise TokenError("the session has ended")
     if not session.user.is_active:

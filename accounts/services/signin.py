@@ -276,32 +276,46 @@ def _verify_email_code(challenge: MfaChallenge, code: str) -> Verification:
     return Verification(ok=False)
 
 
-@transaction.atomic
 def complete_mfa(*, request: HttpRequest | None, mfa_token: str, method: str, code: str) -> IssuedTokens:
-    """Verify the second factor for a challenge; on success start (or refresh) the session."""
-    challenge = _open_challenge_for_update(mfa_token)
+    """Verify the second factor for a challenge; on success start (or refresh) the session.
+
+    A wrong code is an MfaError raised after the attempt is committed: the attempt counter, the
+    factor's throttle and the security event must survive the error.
+    """
+    outcome = _complete_mfa(request=request, mfa_token=mfa_token, method=method, code=code)
+    if isinstance(outcome, MfaError):
+        raise outcome
+    return outcome
+
+
+@transaction.atomic
+def _complete_mfa(*, request: HttpRequest | None, mfa_token: str, method: str, code: str) -> IssuedTokens | MfaError:
+    try:
+        challenge = _open_challenge_for_update(mfa_token)
+    except MfaError as exc:
+        return exc
     user = challenge.user
     context = challenge.context if isinstance(challenge.context, dict) else {}
     idx = _indexes_from_context(context, user.email_index)
     if method not in challenge.methods:
-        raise MfaError("mfa_invalid", f"method {method!r} is not offered for this sign-in")
+        return MfaError("mfa_invalid", f"method {method!r} is not offered for this sign-in")
     if challenge.attempts >= settings.MFA_CHALLENGE_MAX_ATTEMPTS:
         challenge.used_at = timezone.now()
         challenge.save(update_fields=["used_at"])
-        raise MfaError("mfa_invalid", "too many wrong codes; sign in again")
+        return MfaError("mfa_invalid", "too many wrong codes; sign in again")
 
     result = (
         _verify_email_code(challenge, code) if method == "email" else verify_factor(user=user, method=method, code=code)
     )
     if result.throttled:
-        raise MfaError(
+        return MfaError(
             "rate_limited", "too many wrong codes for this factor; wait and try again", retry_after=result.retry_after
         )
     if not result.ok:
         challenge.attempts += 1
         challenge.save(update_fields=["attempts"])
         record_event(SecurityEvent.Kind.MFA_FAILED, user=user, idx=idx, context=context)
-        raise MfaError("mfa_invalid", "the code is not valid")
+        return MfaError("mfa_invalid", "the code is not valid")
 
     now = timezone.now()
     challenge.used_at = now

@@ -1,0 +1,47 @@
+"""The listener's own account: rectify the profile, change the password."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from accounts.models import AuthSession, SecurityEvent, User
+from accounts.notifications import notify
+from accounts.services.events import record_event
+from accounts.services.sessions import revoke_all_sessions
+from compliance import audit
+
+EDITABLE = ("display_name", "phone", "country", "region", "email")
+
+
+@transaction.atomic
+def update_profile(*, user: User, changes: dict[str, Any], actor: User) -> User:
+    """Rectification (GDPR Art. 16, REGULATIONS.md G-16). A new e-mail must be free and is unverified."""
+    fields = [name for name in EDITABLE if name in changes]
+    if "email" in changes and User.objects.with_email(changes["email"]).exclude(pk=user.pk).exists():
+        raise ValueError("This address cannot be used.")
+    for name in fields:
+        setattr(user, name, changes[name])
+    if "email" in fields:
+        user.email_verified_at = None
+        fields.append("email_verified_at")
+    if fields:
+        user.save(update_fields=fields)
+        # Field names only: the values are personal data and the log must not hold them.
+        audit.record("accounts.profile.rectified", actor=actor, subject=user, data={"fields": sorted(fields)})
+    return user
+
+
+@transaction.atomic
+def change_password(*, user: User, new_password: str, keep_session: AuthSession | None = None) -> None:
+    """Set a new (already validated) password and end every other session."""
+    user.set_password(new_password)
+    user.password_changed_at = timezone.now()
+    user.must_change_password = False
+    user.save(update_fields=["password", "password_changed_at", "must_change_password"])
+    revoked = revoke_all_sessions(user=user, actor=user, reason="password_changed", keep=keep_session)
+    event = record_event(SecurityEvent.Kind.PASSWORD_CHANGED, user=user)
+    audit.record("accounts.password.changed", actor=user, subject=user, data={"sessions_revoked": revoked})
+    notify(user, "password_changed", event=event)
