@@ -51,7 +51,7 @@ DEK_CACHE_TTL_SECONDS = env_int("DEK_CACHE_TTL_SECONDS", 300, minimum=0)
 DEK_CACHE_MAX_ENTRIES = env_int("DEK_CACHE_MAX_ENTRIES", 50_000, minimum=1)
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "identity.apps.SecondFactorAdminConfig",  # the admin, behind a second factor
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -79,6 +79,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "accounts.middleware.WebSessionMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "compliance.modelchanges.ModelChangeMiddleware",

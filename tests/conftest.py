@@ -76,3 +76,21 @@ def charlie(make_user):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture
+def verified_admin(client, make_user):  # type: ignore[no-untyped-def]
+    """A superuser signed in to the admin with a verified second factor (django-otp)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    from accounts.services.factors import start_totp
+
+    user = make_user("root@example.test", is_staff=True, is_superuser=True)
+    factor = start_totp(user=user, name="Phone")
+    factor.confirmed = True
+    factor.save(update_fields=["confirmed"])
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = factor.persistent_id
+    session.save()
+    return user

@@ -170,6 +170,7 @@ class VerifyMfaApi(APIView):
             )
         except MfaError as exc:
             raise _mfa_problem(exc) from exc
+        assert isinstance(tokens, sessions.IssuedTokens)
         return Response(tokens.as_dict())
 
 

@@ -48,15 +48,23 @@ class TotpFactor(TimestampMixin, ThrottlingMixin, Device):
         return totp
 
     def verify_token(self, token: Any) -> bool:
-        """True at most once per time step; the caller saves the row (with ``last_t``)."""
+        """True at most once per time step. Saves the outcome (``last_t``, the throttle), as
+        django-otp's devices do, so every caller (our services, django-otp's admin login) is safe
+        from replay. Callers check ``verify_is_allowed()`` first."""
         try:
             code = int(str(token).strip())
         except (TypeError, ValueError):
-            return False
+            code = -1
         totp = self.totp()
-        if totp.verify(code, self.tolerance, self.last_t + 1):
+        if code >= 0 and totp.verify(code, self.tolerance, self.last_t + 1):
             self.last_t = totp.t()
+            self.throttle_reset(commit=False)
+            self.set_last_used_timestamp(commit=False)
+            self.save(
+                update_fields=["last_t", "throttling_failure_count", "throttling_failure_timestamp", "last_used_at"]
+            )
             return True
+        self.throttle_increment(commit=True)
         return False
 
     def get_throttle_factor(self) -> int:

@@ -35,6 +35,7 @@ class Verification:
     ok: bool
     throttled: bool = False
     retry_after: int = 0
+    device: TotpFactor | BackupCodeFactor | None = None  # the factor that matched
 
 
 def _allowed(device: TotpFactor | BackupCodeFactor) -> Verification | None:
@@ -100,15 +101,8 @@ def _verify_totp(factor: TotpFactor, code: str) -> Verification:
     blocked = _allowed(factor)
     if blocked:
         return blocked
-    if factor.verify_token(code):
-        factor.throttle_reset(commit=False)
-        factor.set_last_used_timestamp(commit=False)
-        factor.save(
-            update_fields=["last_t", "throttling_failure_count", "throttling_failure_timestamp", "last_used_at"]
-        )
-        return Verification(ok=True)
-    factor.throttle_increment(commit=True)
-    return Verification(ok=False)
+    ok = factor.verify_token(code)
+    return Verification(ok=ok, device=factor if ok else None)
 
 
 # -- backup codes -------------------------------------------------------------------------------
@@ -143,7 +137,7 @@ def _verify_backup_code(user: User, code: str) -> Verification | None:
     ).update(used_at=timezone.now())
     if used:
         factor.throttle_reset(commit=True)
-        return Verification(ok=True)
+        return Verification(ok=True, device=factor)
     factor.throttle_increment(commit=True)
     return Verification(ok=False)
 
@@ -168,8 +162,9 @@ def verify_factor(*, user: User, method: str, code: str) -> Verification:
         results = [
             _verify_totp(f, code) for f in TotpFactor.objects.select_for_update().filter(user=user, confirmed=True)
         ]
-        if any(r.ok for r in results):
-            return Verification(ok=True)
+        matched = [r for r in results if r.ok]
+        if matched:
+            return matched[0]
         throttled = [r for r in results if r.throttled]
         if results and len(throttled) == len(results):
             return Verification(ok=False, throttled=True, retry_after=min(r.retry_after for r in throttled))

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from accounts.models import KnownDevice, MfaChallenge, SecurityAlert, SecurityEvent, User
+from accounts.models import AuthSession, KnownDevice, MfaChallenge, SecurityAlert, SecurityEvent, User
 from accounts.notifications import notify, send_code
 from accounts.passwords import is_on_blocklist
 from accounts.risk.engine import Assessment, Indexes, assess, build_attempt, indexes_for, load_history, locate
@@ -46,8 +46,9 @@ class Client:
 
 @dataclass
 class SignInResult:
-    status: str  # tokens | mfa_required | blocked | invalid | locked
+    status: str  # tokens | session (web) | mfa_required | blocked | invalid | locked
     tokens: IssuedTokens | None = None
+    session: AuthSession | None = None
     mfa_token: str = ""
     methods: list[str] = field(default_factory=list)
     assessment: Assessment | None = None
@@ -149,8 +150,11 @@ def _record_lockout(*, user: User | None, idx: Indexes) -> None:
 
 
 @transaction.atomic
-def sign_in(*, request: HttpRequest, email: str, password: str, client: Client) -> SignInResult:
-    """Check the password (through django-axes), assess the risk, and allow, challenge or refuse."""
+def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, channel: str = "api") -> SignInResult:
+    """Check the password (through django-axes), assess the risk, and allow, challenge or refuse.
+
+    ``channel`` is "api" (tokens for the apps) or "web" (a Django login for the portal).
+    """
     now = timezone.now()
     place = locate(client.ip)
     idx = indexes_for(account_index=email_index(email), ip=client.ip, place=place, device_id=client.device_id)
@@ -187,25 +191,36 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client) 
 
     if assessment.decision == "challenge":
         token, methods = open_challenge(
-            user=user, purpose=MfaChallenge.Purpose.SIGNIN, assessment=assessment, context=context
+            user=user,
+            purpose=MfaChallenge.Purpose.SIGNIN,
+            assessment=assessment,
+            context={**context, "device_id": client.device_id},
         )
         record_event(SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, context=context)
         return SignInResult("mfa_required", mfa_token=token, methods=methods, assessment=assessment, user=user)
 
     device = remember_device(user, idx, client)
-    tokens = start_api_session(user=user, device=device, context=context, mfa=False)
     event = record_event(
         SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, device=device, context=context
     )
+    if channel == "web":
+        from accounts.services.web import start_web_session
+
+        session = start_web_session(request, user=user, device=device, context=context)  # signals user_logged_in
+        _after_success(None, user, history.prior_successes, assessment, event)
+        return SignInResult("session", session=session, assessment=assessment, user=user)
+    tokens = start_api_session(user=user, device=device, context=context, mfa=False)
     _after_success(request, user, history.prior_successes, assessment, event)
     return SignInResult("tokens", tokens=tokens, assessment=assessment, user=user)
 
 
 def _after_success(
-    request: HttpRequest, user: User, prior_successes: int, assessment: Assessment, event: SecurityEvent
+    request: HttpRequest | None, user: User, prior_successes: int, assessment: Assessment, event: SecurityEvent
 ) -> None:
-    # Tells django-axes the account-and-IP pair succeeded (it resets the failure count).
-    user_logged_in.send(sender=User, request=request, user=user)
+    if request is not None:
+        # Tells django-axes the account-and-IP pair succeeded (it resets the failure count);
+        # a web sign-in already sent it through django.contrib.auth.login.
+        user_logged_in.send(sender=User, request=request, user=user)
     if prior_successes and ({"new_device", "new_country"} & set(assessment.reasons)):
         notify(user, "new_signin", event=event)
 
@@ -276,20 +291,24 @@ def _verify_email_code(challenge: MfaChallenge, code: str) -> Verification:
     return Verification(ok=False)
 
 
-def complete_mfa(*, request: HttpRequest | None, mfa_token: str, method: str, code: str) -> IssuedTokens:
+def complete_mfa(
+    *, request: HttpRequest | None, mfa_token: str, method: str, code: str, channel: str = "api"
+) -> IssuedTokens | AuthSession:
     """Verify the second factor for a challenge; on success start (or refresh) the session.
 
     A wrong code is an MfaError raised after the attempt is committed: the attempt counter, the
     factor's throttle and the security event must survive the error.
     """
-    outcome = _complete_mfa(request=request, mfa_token=mfa_token, method=method, code=code)
+    outcome = _complete_mfa(request=request, mfa_token=mfa_token, method=method, code=code, channel=channel)
     if isinstance(outcome, MfaError):
         raise outcome
     return outcome
 
 
 @transaction.atomic
-def _complete_mfa(*, request: HttpRequest | None, mfa_token: str, method: str, code: str) -> IssuedTokens | MfaError:
+def _complete_mfa(
+    *, request: HttpRequest | None, mfa_token: str, method: str, code: str, channel: str
+) -> IssuedTokens | AuthSession | MfaError:
     try:
         challenge = _open_challenge_for_update(mfa_token)
     except MfaError as exc:
@@ -323,7 +342,7 @@ def _complete_mfa(*, request: HttpRequest | None, mfa_token: str, method: str, c
     client = Client(
         ip=context.get("ip"),
         user_agent=context.get("user_agent", ""),
-        device_id="",
+        device_id=str(context.get("device_id", "")),
         device_name=context.get("device_name", ""),
         platform=context.get("platform", KnownDevice.Platform.OTHER),
     )
@@ -335,7 +354,19 @@ def _complete_mfa(*, request: HttpRequest | None, mfa_token: str, method: str, c
         session.mfa_at = now
         session.save(update_fields=["mfa_at"])
         audit.record("accounts.mfa.step_up", actor=user, subject=user, data={"method": method})
+        if session.kind == AuthSession.Kind.WEB:
+            if request is not None and result.device is not None:
+                from django_otp import login as otp_login
+
+                otp_login(request, result.device)
+            return session
         return issue_tokens(session, now)
+    if channel == "web" and request is not None:
+        from accounts.services.web import start_web_session
+
+        web = start_web_session(request, user=user, device=device, context=context, factor=result.device, mfa=True)
+        audit.record("accounts.signin.mfa_completed", actor=user, subject=user, data={"method": method})
+        return web
     tokens = start_api_session(user=user, device=device, context=context, mfa=True)
     audit.record("accounts.signin.mfa_completed", actor=user, subject=user, data={"method": method})
     if request is not None:

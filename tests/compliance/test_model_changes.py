@@ -18,13 +18,8 @@ from accounts.models import User
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def admin_user(make_user):  # type: ignore[no-untyped-def]
-    return make_user("root@example.test", is_staff=True, is_superuser=True)
-
-
-def test_admin_change_is_logged_with_masked_values_and_actor_by_id(client, admin_user, alice) -> None:  # type: ignore[no-untyped-def]
-    client.force_login(admin_user)
+def test_admin_change_is_logged_with_masked_values_and_actor_by_id(client, verified_admin, alice) -> None:  # type: ignore[no-untyped-def]
+    admin_user = verified_admin
     url = reverse("admin:accounts_user_change", args=[alice.pk])
     response = client.post(
         url,
@@ -58,8 +53,7 @@ def test_admin_change_is_logged_with_masked_values_and_actor_by_id(client, admin
         assert needle not in stored
 
 
-def test_user_list_search_by_email_uses_the_blind_index(client, admin_user, alice, charlie) -> None:  # type: ignore[no-untyped-def]
-    client.force_login(admin_user)
+def test_user_list_search_by_email_uses_the_blind_index(client, verified_admin, alice, charlie) -> None:  # type: ignore[no-untyped-def]
     response = client.get(reverse("admin:accounts_user_changelist"), {"q": "ALICE@example.test"})
     assert response.status_code == 200
     assert list(response.context["cl"].queryset) == [User.objects.get(pk=alice.pk)]
