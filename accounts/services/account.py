@@ -7,7 +7,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.models import AuthSession, SecurityEvent, User
+from accounts.models import AuthSession, ParentalConsentRequest, SecurityEvent, User
 from accounts.notifications import notify
 from accounts.services.events import record_event
 from accounts.services.sessions import revoke_all_sessions
@@ -45,3 +45,20 @@ def change_password(*, user: User, new_password: str, keep_session: AuthSession 
     event = record_event(SecurityEvent.Kind.PASSWORD_CHANGED, user=user)
     audit.record("accounts.password.changed", actor=user, subject=user, data={"sessions_revoked": revoked})
     notify(user, "password_changed", event=event)
+
+
+@transaction.atomic
+def lock_account(*, user: User, actor: User | str) -> None:
+    """An analyst locks an account: every session ends and sign-in is refused until unlocked."""
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    revoked = revoke_all_sessions(user=user, actor=actor, reason="locked_by_staff")
+    audit.record("accounts.user.locked", actor=actor, subject=user, data={"sessions_revoked": revoked})
+
+
+@transaction.atomic
+def unlock_account(*, user: User, actor: User | str) -> None:
+    """Undo ``lock_account``. A child waiting for a parent's consent stays inactive (COPPA)."""
+    if ParentalConsentRequest.objects.filter(child=user).exclude(status=ParentalConsentRequest.Status.GRANTED).exists():
+        raise ValueError("this account waits for a parent's consent and cannot be unlocked by staff")
+    User.objects.filter(pk=user.pk).update(is_active=True)
+    audit.record("accounts.user.unlocked", actor=actor, subject=user)
