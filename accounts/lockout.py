@@ -8,6 +8,7 @@ valid for axes' inet column, but not the listener's address.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import hmac
 import ipaddress
@@ -19,6 +20,30 @@ from django.http import HttpRequest
 from identity.crypto.blind import email_index
 from identity.crypto.kek import decode_key
 from identity.net import client_ip
+
+MAX_COOLOFF = datetime.timedelta(hours=24)
+ACCOUNT_ATTRIBUTE = "identity_account_index"
+
+
+def cooloff_time(request: HttpRequest | None = None) -> datetime.timedelta:
+    """A cool-off that grows: AXES_COOLOFF_MINUTES for the first lockout of an account in a day,
+    twice that for the second, and so on, never more than a day and never permanent (issue #3).
+
+    The sign-in service marks the request with the account's blind index (``ACCOUNT_ATTRIBUTE``)
+    before it calls ``authenticate``; without it (the admin login) the base cool-off applies.
+    """
+    from django.utils import timezone
+
+    from accounts.models import SecurityEvent
+
+    base = datetime.timedelta(minutes=settings.AXES_COOLOFF_MINUTES)
+    account = getattr(request, ACCOUNT_ATTRIBUTE, "") if request is not None else ""
+    if not account:
+        return base
+    episodes = SecurityEvent.objects.filter(
+        kind=SecurityEvent.Kind.LOCKED_OUT, account_index=account, occurred_at__gte=timezone.now() - MAX_COOLOFF
+    ).count()
+    return min(base * 2 ** max(episodes - 1, 0), MAX_COOLOFF)
 
 
 def username_key(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:

@@ -6,7 +6,6 @@ message that names it. A git-ignored ``.env`` in the project root is read first,
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 
 import dj_database_url
@@ -174,12 +173,15 @@ SILENCED_SYSTEM_CHECKS = ["auth.W004"]
 # django-axes: per account-and-IP lockout with a cool-off (never a permanent lock). It is handed a
 # blind index of the e-mail and a pseudonymous IP (accounts.lockout), so its tables hold no plaintext.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10, minimum=1)
-AXES_COOLOFF_TIME = datetime.timedelta(minutes=env_int("AXES_COOLOFF_MINUTES", 15, minimum=1))
+AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = "accounts.lockout.cooloff_time"  # doubles with each lockout in a day, at most 24 h
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_CALLABLE = "accounts.lockout.username_key"
 AXES_CLIENT_IP_CALLABLE = "accounts.lockout.client_ip_key"
 AXES_USERNAME_FORM_FIELD = "username"
 AXES_RESET_ON_SUCCESS = True
+# Attempts during a lockout do not extend it: the Retry-After we announce stays true.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_ENABLE_ACCESS_FAILURE_LOG = False
 AXES_SENSITIVE_PARAMETERS = ["password", "username", "email", "phone", "code", "token", "otp_token"]
 # Proxies in front of the app whose X-Forwarded-For entries are trusted (identity/net.py).

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.lockout import ACCOUNT_ATTRIBUTE
 from accounts.models import AuthSession, KnownDevice, MfaChallenge, SecurityAlert, SecurityEvent, User
 from accounts.notifications import notify, send_code
 from accounts.passwords import is_on_blocklist
@@ -139,7 +140,13 @@ def _record_failure(*, user: User | None, idx: Indexes, context: dict[str, Any])
         )
 
 
-def _record_lockout(*, user: User | None, idx: Indexes) -> None:
+def _record_lockout(*, user: User | None, idx: Indexes, cooloff_seconds: int) -> None:
+    """One event per lockout episode (not per refused attempt): the cool-off grows with episodes."""
+    episode_start = timezone.now() - datetime.timedelta(seconds=cooloff_seconds)
+    if SecurityEvent.objects.filter(
+        kind=SecurityEvent.Kind.LOCKED_OUT, account_index=idx.account, ip_index=idx.ip, occurred_at__gte=episode_start
+    ).exists():
+        return
     event = record_event(SecurityEvent.Kind.LOCKED_OUT, user=user, idx=idx)
     if user is not None:
         notify(user, "locked_out", event=event)
@@ -163,13 +170,14 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
     if cache.get(_ip_block_key(idx)):
         return SignInResult("locked", retry_after=IP_BLOCK_SECONDS)
 
+    setattr(request, ACCOUNT_ATTRIBUTE, idx.account)  # for the growing cool-off (accounts.lockout)
     user = authenticate(request=request, username=email, password=password)
     if getattr(request, "axes_locked_out", False):
         # We answer the lockout ourselves (problem+json, Retry-After); axes' middleware must not
         # replace that answer with its own page.
         request.axes_locked_out = False  # type: ignore[attr-defined]
         holder = User.objects.with_email(email).first()
-        _record_lockout(user=holder, idx=idx)
+        _record_lockout(user=holder, idx=idx, cooloff_seconds=_cooloff_seconds(request))
         return SignInResult("locked", retry_after=_cooloff_seconds(request))
     if user is None:
         _record_failure(user=User.objects.with_email(email).first(), idx=idx, context=context)

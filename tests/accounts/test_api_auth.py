@@ -311,3 +311,22 @@ def test_openapi_schema_validates_and_lists_every_endpoint(api) -> None:  # type
     docs = api.get("/api/docs/")
     assert docs.status_code == 200 and b"swagger" in docs.content.lower()
     assert PASSWORD  # the personas' password constant is shared with the helpers
+
+
+def test_the_cool_off_grows_with_each_lockout_and_is_never_permanent(api, alice, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.AXES_FAILURE_LIMIT = 3
+    start = datetime.datetime.now(datetime.UTC)
+    with time_machine.travel(start, tick=False):
+        for _ in range(3):
+            login(api, "alice@example.test", "wrong password number one")
+        assert login(api, "alice@example.test")["Retry-After"] == str(15 * 60)
+    with time_machine.travel(start + datetime.timedelta(minutes=16), tick=False):
+        for _ in range(3):
+            login(api, "alice@example.test", "wrong password number two")
+        second = assert_problem(login(api, "alice@example.test"), 429, "locked_out")
+        assert second and login(api, "alice@example.test")["Retry-After"] == str(30 * 60)
+    with time_machine.travel(start + datetime.timedelta(minutes=16 + 20), tick=False):
+        assert_problem(login(api, "alice@example.test"), 429, "locked_out")
+    with time_machine.travel(start + datetime.timedelta(minutes=16 + 31), tick=False):
+        assert login(api, "alice@example.test").status_code == 200
+    assert SecurityEvent.objects.filter(user=alice, kind="locked_out").count() == 2
