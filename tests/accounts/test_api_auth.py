@@ -330,3 +330,24 @@ def test_the_cool_off_grows_with_each_lockout_and_is_never_permanent(api, alice,
     with time_machine.travel(start + datetime.timedelta(minutes=16 + 31), tick=False):
         assert login(api, "alice@example.test").status_code == 200
     assert SecurityEvent.objects.filter(user=alice, kind="locked_out").count() == 2
+
+
+def test_lockout_behind_a_proxy_counts_the_client_not_the_proxy(api, alice, settings) -> None:  # type: ignore[no-untyped-def]
+    """PITFALLS.md: django-axes often sees the proxy's address (#1099, #528)."""
+    settings.AXES_FAILURE_LIMIT = 3
+    settings.TRUSTED_PROXY_COUNT = 1
+
+    def via_proxy(client_ip: str, password: str = PASSWORD):  # type: ignore[no-untyped-def]
+        return api.post(
+            "/api/v1/auth/login",
+            {"email": "alice@example.test", "password": password, "device": {"id": "phone-1"}},
+            format="json",
+            REMOTE_ADDR="10.0.0.2",  # nginx
+            HTTP_X_FORWARDED_FOR=f"6.6.6.6, {client_ip}",  # a forged entry, then the one nginx appended
+        )
+
+    for _ in range(3):
+        via_proxy("89.160.20.10", "wrong password again and again")
+    assert_problem(via_proxy("89.160.20.10"), 429, "locked_out")
+    # Another client behind the same proxy is not locked out.
+    assert via_proxy("81.2.69.10").status_code == 200
