@@ -24,7 +24,7 @@ import holidays
 # The 27 EU member states and the three EEA states (IS, LI, NO) where the GDPR applies.
 EU_EEA = frozenset("AT BE BG HR CY CZ DK EE FI FR DE GR IE IT LV LT LU MT NL PL PT RO SK SI ES SE IS LI NO".split(" "))
 # 45 days, +45 once (REGULATIONS.md §9; the list grows: confirm with counsel).
-US_45_DAY_STATES = frozenset("VA CO CT TX OR UT MT DE NH NJ TN MN MD NE KY RI IN".split(" "))  # noqa: SIM905
+US_45_DAY_STATES = frozenset("VA CO CT TX OR UT MT DE NH NJ TN MN MD NE KY RI IN".split(" "))
 
 
 class Regime:
