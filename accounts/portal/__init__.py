@@ -1,0 +1,1 @@
+"""The listener web portal: server-rendered pages over the services in ``accounts.services``."""
