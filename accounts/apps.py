@@ -12,4 +12,8 @@ class AccountsConfig(AppConfig):
         from compliance.modelchanges import track_changes
 
         declare_account_models()
+        from accounts.api.views import require_step_up
+        from identity.hooks import register_step_up
+
+        register_step_up(require_step_up)
         track_changes(User, exclude=("password", "last_login", "email_index", "phone_index"))

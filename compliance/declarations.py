@@ -104,3 +104,68 @@ def declare_platform_models() -> None:
             "change_message": not_personal("field names only"),
         },
     )
+    declare_request_models()
+
+
+def declare_request_models() -> None:
+    declare(
+        "compliance.PrivacyRequest",
+        subject="subject (subject_ref keeps the id after erasure)",
+        purpose="handle data-subject requests within their legal deadlines and prove it (GDPR Arts. 12-22, CCPA)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="24 months after the request is closed (accountability; CCPA §7101 record keeping)",
+        erasure=Erasure.KEEP,
+        legal_exception="GDPR Art. 17(3)(b) legal obligation and (e) legal claims: the record that a request was "
+        "handled; its free text is erased with the subject's key",
+        fields={
+            "id": not_personal(),
+            "subject": pseudonymous(Category.ACCOUNT),
+            "subject_ref": pseudonymous(Category.ACCOUNT, "opaque user id"),
+            "data_key_id": not_personal(),
+            "kind": not_personal(),
+            "channel": not_personal(),
+            "status": not_personal(),
+            "details": personal(Category.ACCOUNT, "what the subject wrote, encrypted"),
+            "jurisdiction": personal(Category.LOCATION, stored_in_clear="coarse (country or state): drives deadlines"),
+            "regime": not_personal(),
+            "received_at": not_personal(),
+            "received_on": not_personal(),
+            "deadlines": not_personal("dates and rules"),
+            "ack_due_on": not_personal(),
+            "due_on": not_personal(),
+            "legal_due_on": not_personal(),
+            "acknowledged_at": not_personal(),
+            "verified_at": not_personal(),
+            "verification_method": not_personal(),
+            "extended_at": not_personal(),
+            "extension_reason": not_personal("written by an officer; no personal data by policy"),
+            "hold_reason": not_personal("written by an officer; no personal data by policy"),
+            "hold_placed_by": pseudonymous(Category.AUDIT, "the officer"),
+            "hold_placed_at": not_personal(),
+            "status_before_hold": not_personal(),
+            "denial_basis": not_personal(),
+            "denial_text": not_personal("the legal text sent; no personal data by policy"),
+            "execute_after": not_personal(),
+            "completed_at": not_personal(),
+            "progress": not_personal(),
+            "duplicate_of": not_personal(),
+            "due_soon_alerted_on": not_personal(),
+            "overdue_alerted_on": not_personal(),
+        },
+    )
+    declare(
+        "compliance.RequestPause",
+        subject="request.subject",
+        purpose="record when a request's clock stood still (UK GDPR Art. 12A; EDPB 01/2022)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="as the request",
+        erasure=Erasure.KEEP,
+        legal_exception="GDPR Art. 17(3)(b): part of the request record; holds no personal data",
+        fields={
+            "id": not_personal(),
+            "request": not_personal(),
+            "started_at": not_personal(),
+            "ended_at": not_personal(),
+            "reason": not_personal("why the clock stopped; no personal data by policy"),
+        },
+    )

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
+import uuid
+
+from django.conf import settings
 from django.db import models
+
+from identity.crypto.fields import EncryptedQuerySet, EncryptedTextField
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
@@ -58,3 +64,128 @@ class AuditChainHead(models.Model):
 
     def __str__(self) -> str:
         return f"audit chain head at #{self.last_event_id}"
+
+
+class PrivacyRequestQuerySet(EncryptedQuerySet):
+    def open(self) -> PrivacyRequestQuerySet:
+        return self.exclude(status__in=PrivacyRequest.CLOSED)
+
+    def for_subject(self, user: object) -> PrivacyRequestQuerySet:
+        return self.filter(subject=user)
+
+    def overdue(self, today: datetime.date) -> PrivacyRequestQuerySet:
+        return self.open().filter(due_on__lt=today)
+
+    def due_within(self, today: datetime.date, days: int) -> PrivacyRequestQuerySet:
+        return self.open().filter(due_on__gte=today, due_on__lte=today + datetime.timedelta(days=days))
+
+
+class PrivacyRequest(models.Model):
+    """A data-subject request (GDPR Arts. 15-22, CCPA/CPRA rights), tracked to the day.
+
+    The deadlines are computed once at receipt by ``compliance.deadlines`` and stored as absolute
+    dates with the rules that made them (``deadlines``); ``due_on``/``legal_due_on`` hold the current
+    response deadline for queries and sorting. Free text from the subject is encrypted under their
+    key. The row outlives the account it concerns (its own retention: REGULATIONS.md, Fides #743).
+    """
+
+    class Kind(models.TextChoices):
+        ACCESS = "access", "access (a copy of the data)"
+        ACCESS_CATEGORIES = "access_categories", "access to categories only (CCPA)"
+        PORTABILITY = "portability", "portability"
+        ERASURE = "erasure", "erasure"
+        RECTIFICATION = "rectification", "rectification"
+        RESTRICTION = "restriction", "restriction of processing"
+        OBJECTION = "objection", "objection"
+        OPT_OUT_SALE_SHARING = "opt_out_sale_sharing", "opt-out of sale/sharing"
+        LIMIT_SENSITIVE = "limit_sensitive", "limit use of sensitive data"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "received"
+        VERIFYING = "verifying", "verifying identity"
+        VERIFIED = "verified", "verified"
+        AWAITING_REVIEW = "awaiting_review", "awaiting officer review"
+        IN_PROGRESS = "in_progress", "in progress"
+        COMPLETED = "completed", "completed"
+        DENIED = "denied", "denied"
+        CANCELLED = "cancelled", "cancelled"
+        ON_HOLD = "on_hold", "on hold (legal hold)"
+
+    class Channel(models.TextChoices):
+        PORTAL = "portal", "portal"
+        API = "api", "mobile app"
+        PHONE = "phone", "phone (filed by an officer)"
+        MAIL = "mail", "post (filed by an officer)"
+        EMAIL = "email", "e-mail (filed by an officer)"
+        AGENT = "agent", "authorised agent"
+
+    CLOSED = (Status.COMPLETED, Status.DENIED, Status.CANCELLED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="privacy_requests"
+    )
+    subject_ref = models.CharField(max_length=64, db_index=True)
+    data_key_id = models.UUIDField()
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.RECEIVED, db_index=True)
+    details = EncryptedTextField(blank=True)
+    jurisdiction = models.CharField(max_length=20)
+    regime = models.CharField(max_length=20)
+    received_at = models.DateTimeField()
+    received_on = models.DateField()
+    deadlines = models.JSONField(default=list)
+    ack_due_on = models.DateField(null=True, blank=True)
+    due_on = models.DateField(db_index=True)
+    legal_due_on = models.DateField()
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    verified_at = models.DateTimeField(null=True, blank=True)
+    verification_method = models.CharField(max_length=40, blank=True)
+    extended_at = models.DateTimeField(null=True, blank=True)
+    extension_reason = models.TextField(blank=True)
+    hold_reason = models.TextField(blank=True)
+    hold_placed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    hold_placed_at = models.DateTimeField(null=True, blank=True)
+    status_before_hold = models.CharField(max_length=20, blank=True)
+    denial_basis = models.CharField(max_length=200, blank=True)
+    denial_text = models.TextField(blank=True)
+    execute_after = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
+    )
+    due_soon_alerted_on = models.DateField(null=True, blank=True)
+    overdue_alerted_on = models.DateField(null=True, blank=True)
+
+    objects = PrivacyRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["due_on", "received_at"]
+        indexes = [models.Index(fields=["status", "due_on"]), models.Index(fields=["subject", "kind", "status"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} request {self.pk}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status not in self.CLOSED
+
+
+class RequestPause(models.Model):
+    """An interval in which the clock stood still (waiting for identity or clarification), where
+    the law allows it (compliance.deadlines.apply_pauses)."""
+
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="pauses")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    reason = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["started_at"]
+
+    def __str__(self) -> str:
+        return f"pause of {self.request_id}"

@@ -1,0 +1,26 @@
+"""Extension points the platform offers to apps, so that ``compliance`` never imports ``accounts``.
+
+``accounts`` registers its step-up check at start-up; ``compliance``'s privacy API calls it for
+requests that need a fresh second factor (access, portability, erasure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+_step_up: Callable[[Any], None] | None = None
+
+
+def register_step_up(check: Callable[[Any], None]) -> None:
+    global _step_up
+    _step_up = check
+
+
+def require_step_up(request: Any) -> None:
+    """Raise the API's ``step_up_required`` problem unless the caller verified a factor recently."""
+    if _step_up is None:
+        raise ImproperlyConfigured("no step-up check registered (accounts registers one in AppConfig.ready)")
+    _step_up(request)
