@@ -72,6 +72,19 @@ def jurisdiction_for(country: str, region: str = "") -> Jurisdiction:
     return Jurisdiction(f"OTHER-{country}" if country else "OTHER", Regime.DEFAULT, None)
 
 
+def jurisdiction_from_code(code: str) -> Jurisdiction:
+    """The jurisdiction a stored code names (the inverse of ``jurisdiction_for(...).code``)."""
+    if code.startswith("EU-"):
+        return jurisdiction_for(code[3:])
+    if code == "UK":
+        return jurisdiction_for("GB")
+    if code == "US" or code.startswith("US-"):
+        return jurisdiction_for("US", code if code != "US" else "")
+    if code.startswith("OTHER-"):
+        return jurisdiction_for(code[6:])
+    return jurisdiction_for(code if code != "OTHER" else "")
+
+
 # -- calendar arithmetic ----------------------------------------------------------------------------
 
 
