@@ -1,0 +1,1 @@
+"""The privacy API (CONTRACT.md: Privacy)."""

@@ -1,0 +1,129 @@
+"""Privacy requests through the mobile API: file, list, follow, cancel (CONTRACT.md, Privacy).
+
+A caller only ever sees their own requests: any other id answers 404.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from compliance.dsr import services
+from compliance.dsr.services import STRONG_VERIFICATION, RequestRefused
+from compliance.models import PrivacyRequest
+from identity.api import Problem
+from identity.hooks import require_step_up
+from identity.net import client_ip
+
+PROBLEM = OpenApiResponse(description="application/problem+json error (CONTRACT.md Conventions)")
+TYPES = [k for k in PrivacyRequest.Kind.values]
+
+
+class RequestInput(serializers.Serializer):  # type: ignore[type-arg]
+    type = serializers.ChoiceField(choices=TYPES)
+    details = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+
+
+class RequestOutput(serializers.Serializer):  # type: ignore[type-arg]
+    id = serializers.CharField()
+    type = serializers.CharField()
+    status = serializers.CharField()
+    jurisdiction = serializers.CharField()
+    received_at = serializers.DateTimeField()
+    due_at = serializers.DateTimeField()
+    due_on = serializers.DateField()
+    legal_due_on = serializers.DateField()
+    progress = serializers.IntegerField()
+    completed_at = serializers.DateTimeField(allow_null=True)
+    cancellable_until = serializers.DateTimeField(allow_null=True)
+    download_url = serializers.CharField(allow_null=True)
+
+
+def _end_of_day(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time(23, 59, 59), tzinfo=datetime.UTC)
+
+
+def represent(request: PrivacyRequest) -> dict[str, Any]:
+    return {
+        "id": str(request.pk),
+        "type": request.kind,
+        "status": request.status,
+        "jurisdiction": request.jurisdiction,
+        "received_at": request.received_at,
+        "due_at": _end_of_day(request.due_on),
+        "due_on": request.due_on,
+        "legal_due_on": request.legal_due_on,
+        "progress": request.progress,
+        "completed_at": request.completed_at,
+        "cancellable_until": request.execute_after if request.kind == "erasure" and request.is_open else None,
+        "download_url": None,
+    }
+
+
+def _own(request: Request, request_id: uuid.UUID) -> PrivacyRequest:
+    found = PrivacyRequest.objects.for_subject(request.user).filter(pk=request_id).first()
+    if found is None:
+        raise Problem(404, "not_found", "No such request.")
+    return found
+
+
+class PrivacyRequestsApi(APIView):
+    @extend_schema(responses={200: RequestOutput(many=True)}, tags=["privacy"])
+    def get(self, request: Request) -> Response:
+        rows = PrivacyRequest.objects.for_subject(request.user).order_by("-received_at")
+        return Response(RequestOutput([represent(r) for r in rows], many=True).data)
+
+    @extend_schema(
+        request=RequestInput,
+        responses={201: RequestOutput, 200: RequestOutput, 400: PROBLEM, 403: PROBLEM},
+        description="`access`, `portability` and `erasure` need a second factor from the last few minutes "
+        "(403 step_up_required with an mfa_token otherwise). An open request of the same type is returned "
+        "(200) instead of being filed twice.",
+        tags=["privacy"],
+    )
+    def post(self, request: Request) -> Response:
+        data = RequestInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        kind = data.validated_data["type"]
+        verification = "session"
+        if kind in STRONG_VERIFICATION:
+            require_step_up(request)
+            verification = "session+mfa"
+        try:
+            submission = services.submit_request(
+                subject=request.user,
+                kind=kind,
+                channel=PrivacyRequest.Channel.API,
+                actor=request.user,
+                details=data.validated_data["details"],
+                verification=verification,
+                ip=client_ip(request._request),
+            )
+        except RequestRefused as exc:
+            raise Problem(400, exc.code, str(exc)) from exc
+        code = status.HTTP_201_CREATED if submission.created else status.HTTP_200_OK
+        return Response(RequestOutput(represent(submission.request)).data, status=code)
+
+
+class PrivacyRequestApi(APIView):
+    @extend_schema(responses={200: RequestOutput, 404: PROBLEM}, tags=["privacy"])
+    def get(self, request: Request, request_id: uuid.UUID) -> Response:
+        return Response(RequestOutput(represent(_own(request, request_id))).data)
+
+
+class CancelPrivacyRequestApi(APIView):
+    @extend_schema(request=None, responses={200: RequestOutput, 404: PROBLEM, 409: PROBLEM}, tags=["privacy"])
+    def post(self, request: Request, request_id: uuid.UUID) -> Response:
+        found = _own(request, request_id)
+        try:
+            cancelled = services.cancel_request(request=found, actor=request.user)
+        except RequestRefused as exc:
+            raise Problem(409, "not_cancellable", str(exc)) from exc
+        return Response(RequestOutput(represent(cancelled)).data)
