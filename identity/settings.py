@@ -149,6 +149,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_BEAT_SCHEDULE = {
+    "sweep-privacy-request-deadlines": {
+        "task": "compliance.tasks.sweep_deadlines",
+        "schedule": env_int("DEADLINE_SWEEP_SECONDS", 3600, minimum=60),
+    },
+}
 
 # --- Users, passwords, authentication -----------------------------------------------------------
 AUTH_USER_MODEL = "accounts.User"
@@ -257,6 +263,8 @@ PERSONAL_DATA_LIBRARY_MODELS = [
     "axes.AccessFailureLog",
     "sessions.Session",
 ]
+# Where the deadline sweep sends its digest of overdue and due-soon requests (empty: admin only).
+PRIVACY_TEAM_EMAIL = env_str("PRIVACY_TEAM_EMAIL")
 ERASURE_GRACE_DAYS = env_int("ERASURE_GRACE_DAYS", 7, minimum=0)
 STEP_UP_MAX_AGE_MINUTES = env_int("STEP_UP_MAX_AGE_MINUTES", 10, minimum=1)
 
