@@ -1,4 +1,5 @@
-"""Auditors read the event log and model-change history here; nobody can edit or delete them."""
+"""The compliance console: auditors read the event log and model-change history (nobody can edit or
+delete them); privacy officers work the request queue against its deadlines."""
 
 from __future__ import annotations
 
@@ -7,12 +8,23 @@ from typing import Any
 
 from auditlog.admin import LogEntryAdmin
 from auditlog.models import LogEntry
-from django.contrib import admin
-from django.http import HttpRequest
-from django.utils.html import format_html
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from compliance import audit
-from compliance.models import AuditEvent
+from compliance.dsr import services
+from compliance.dsr.services import RequestRefused
+from compliance.models import AuditEvent, PrivacyRequest
+from compliance.tasks import DUE_SOON_DAYS
+from identity.crypto.blind import email_index
 from identity.crypto.envelope import Erased
 from identity.crypto.errors import EncryptionError
 
@@ -74,3 +86,227 @@ class ModelChangeAdmin(LogEntryAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# -- the privacy officers' request queue ----------------------------------------------------------
+
+
+class DeadlineFilter(admin.SimpleListFilter):
+    title = "deadline"
+    parameter_name = "deadline"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("overdue", "overdue"), ("soon", f"due within {DUE_SOON_DAYS} days"), ("open", "all open")]
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        today = timezone.now().date()
+        if self.value() == "overdue":
+            return queryset.overdue(today)
+        if self.value() == "soon":
+            return queryset.due_within(today, DUE_SOON_DAYS)
+        if self.value() == "open":
+            return queryset.open()
+        return queryset
+
+
+class OfficerActionForm(forms.Form):
+    reason = forms.CharField(
+        label="Reason (sent to the subject for an extension)", widget=forms.Textarea, required=False
+    )
+    basis = forms.CharField(label="Legal basis (denial)", required=False, max_length=200)
+    text = forms.CharField(label="Text sent to the subject (denial)", widget=forms.Textarea, required=False)
+    method = forms.CharField(label="How the identity was verified", required=False, max_length=40)
+
+
+OFFICER_ACTIONS = {
+    "verify": ("Mark verified", ("method",)),
+    "extend": ("Extend the deadline", ("reason",)),
+    "hold": ("Place a legal hold", ("reason",)),
+    "release": ("Release the legal hold", ()),
+    "deny": ("Deny", ("basis", "text")),
+    "pause": ("Pause the clock (waiting for the subject)", ("reason",)),
+    "resume": ("Resume the clock", ()),
+}
+
+
+class FileRequestForm(forms.Form):
+    """An officer files a request received by phone, post or e-mail."""
+
+    email = forms.EmailField(label="The subject's account e-mail")
+    kind = forms.ChoiceField(choices=PrivacyRequest.Kind.choices)
+    channel = forms.ChoiceField(
+        choices=[
+            (c.value, c.label)
+            for c in (PrivacyRequest.Channel.PHONE, PrivacyRequest.Channel.MAIL, PrivacyRequest.Channel.EMAIL)
+        ]
+    )
+    details = forms.CharField(widget=forms.Textarea, required=False, max_length=5000)
+    verification = forms.CharField(
+        required=False, max_length=40, help_text="How you verified the caller (leave empty if not yet verified)."
+    )
+
+
+@admin.register(PrivacyRequest)
+class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    change_form_template = "admin/compliance/privacyrequest/change_form.html"
+    change_list_template = "admin/compliance/privacyrequest/change_list.html"
+    list_display = ("received_on", "kind", "status", "jurisdiction", "channel", "due", "legal_due_on", "subject_ref")
+    list_filter = (DeadlineFilter, "status", "kind", "regime", "channel")
+    search_fields = ("=id", "=subject_ref", "=jurisdiction")
+    ordering = ("due_on", "received_at")
+    date_hierarchy = "received_at"
+    show_full_result_count = False
+    readonly_fields = (
+        "id",
+        "subject_ref",
+        "kind",
+        "channel",
+        "status",
+        "jurisdiction",
+        "regime",
+        "received_at",
+        "deadline_table",
+        "ack_due_on",
+        "due_on",
+        "legal_due_on",
+        "acknowledged_at",
+        "verified_at",
+        "verification_method",
+        "extended_at",
+        "extension_reason",
+        "hold_reason",
+        "hold_placed_by",
+        "hold_placed_at",
+        "denial_basis",
+        "denial_text",
+        "execute_after",
+        "completed_at",
+        "progress",
+        "duplicate_of",
+    )
+    fields = readonly_fields
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # officers file requests through "File a request" (a service, not a model form)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # request records have their own retention; they are never deleted by hand
+
+    @admin.display(description="due", ordering="due_on")
+    def due(self, obj: PrivacyRequest) -> str:
+        if not obj.is_open:
+            return format_html("{}", obj.due_on)
+        days = (obj.due_on - timezone.now().date()).days
+        label = f"{-days} days overdue" if days < 0 else ("today" if days == 0 else f"in {days} days")
+        css = "color:#ba2121;font-weight:bold" if days < 0 else ("color:#c77c02" if days <= DUE_SOON_DAYS else "")
+        return format_html('<span style="{}">{} ({})</span>', css, obj.due_on, label)
+
+    @admin.display(description="deadlines and the rules behind them")
+    def deadline_table(self, obj: PrivacyRequest) -> str:
+        rows = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((d["name"], d["due"], d["legal"], d["rule"]) for d in obj.deadlines),
+        )
+        return format_html(
+            "<table><tr><th>deadline</th><th>target</th><th>legal maximum</th><th>rule</th></tr>{}</table>", rows
+        )
+
+    def get_urls(self) -> list[Any]:
+        custom = [
+            path("file/", self.admin_site.admin_view(self.file_view), name="compliance_privacyrequest_file"),
+            path(
+                "<uuid:pk>/act/<str:action>/",
+                self.admin_site.admin_view(self.action_view),
+                name="compliance_privacyrequest_act",
+            ),
+        ]
+        return custom + super().get_urls()
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        extra = {"file_url": reverse("admin:compliance_privacyrequest_file"), **(extra_context or {})}
+        return super().changelist_view(request, extra_context=extra)
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
+        actions = [
+            (name, label, reverse("admin:compliance_privacyrequest_act", args=[object_id, name]))
+            for name, (label, _) in OFFICER_ACTIONS.items()
+        ]
+        return super().change_view(request, object_id, form_url, {"officer_actions": actions, **(extra_context or {})})
+
+    def file_view(self, request: HttpRequest) -> HttpResponse:
+        if not request.user.has_perm("compliance.change_privacyrequest"):
+            raise PermissionDenied
+        form = FileRequestForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            user_model = get_user_model()
+            subject = user_model._default_manager.filter(email_index=email_index(form.cleaned_data["email"])).first()
+            if subject is None:
+                form.add_error("email", "No account has this e-mail address.")
+            else:
+                submission = services.submit_request(
+                    subject=subject,
+                    kind=form.cleaned_data["kind"],
+                    channel=form.cleaned_data["channel"],
+                    actor=request.user,
+                    details=form.cleaned_data["details"],
+                    verification=form.cleaned_data["verification"],
+                )
+                verb = "Filed" if submission.created else "An open request of this kind exists:"
+                messages.success(request, f"{verb} {submission.request}.")
+                return redirect(reverse("admin:compliance_privacyrequest_change", args=[submission.request.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "File a privacy request",
+            "form": form,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/compliance/privacyrequest/action_form.html", context)
+
+    def action_view(self, request: HttpRequest, pk: Any, action: str) -> HttpResponse:
+        if action not in OFFICER_ACTIONS:
+            raise Http404("no such action")
+        if not request.user.has_perm("compliance.change_privacyrequest"):
+            raise PermissionDenied
+        obj = PrivacyRequest.objects.filter(pk=pk).first()
+        if obj is None:
+            raise Http404("no such request")
+        label, wanted = OFFICER_ACTIONS[action]
+        form = OfficerActionForm(request.POST if request.method == "POST" else None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                run_officer_action(action, obj, data, actor=request.user)
+            except RequestRefused as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"{label}: done.")
+                return redirect(reverse("admin:compliance_privacyrequest_change", args=[obj.pk]))
+        for name in list(form.fields):
+            if name not in wanted:
+                del form.fields[name]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{label}: {obj}",
+            "form": form,
+            "opts": self.model._meta,
+            "original": obj,
+        }
+        return TemplateResponse(request, "admin/compliance/privacyrequest/action_form.html", context)
+
+
+def run_officer_action(action: str, obj: PrivacyRequest, data: dict[str, Any], *, actor: Any) -> None:
+    if action == "verify":
+        services.verify_request(request=obj, method=data.get("method", ""), actor=actor)
+    elif action == "extend":
+        services.extend_request(request=obj, reason=data.get("reason", ""), actor=actor)
+    elif action == "hold":
+        services.place_hold(request=obj, reason=data.get("reason", ""), actor=actor)
+    elif action == "release":
+        services.release_hold(request=obj, actor=actor)
+    elif action == "deny":
+        services.deny_request(request=obj, basis=data.get("basis", ""), text=data.get("text", ""), actor=actor)
+    elif action == "pause":
+        services.pause_clock(request=obj, reason=data.get("reason", ""), actor=actor)
+    elif action == "resume":
+        services.resume_clock(request=obj, actor=actor)

@@ -32,6 +32,14 @@ def test_seed_demo_creates_personas_once_and_prints_logins(settings) -> None:  #
     text = out.getvalue()
     assert "listener@demo.invalid" in text and "officer@demo.invalid" in text
     assert AuditEvent.objects.filter(action="accounts.user.seeded").count() == 3
+    from compliance.models import PrivacyRequest
+
+    assert sorted(PrivacyRequest.objects.filter(subject=listener).values_list("kind", flat=True)) == [
+        "access",
+        "objection",
+        "rectification",
+    ]
+    assert officer.has_perm("compliance.change_privacyrequest")
 
 
 def test_seed_demo_refuses_to_run_with_debug_off(settings) -> None:  # type: ignore[no-untyped-def]

@@ -13,10 +13,12 @@ from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
+from django.utils import timezone
 
 from accounts.models import TotpFactor, User
 from accounts.services.factors import otpauth_uri, start_totp
 from compliance import audit
+from compliance.dsr.services import submit_request
 
 DEMO_PASSWORD = "demo-listener-passphrase-2026"  # noqa: S105 (demo only; the command refuses production)
 STAFF_PASSWORD = "demo-staff-passphrase-2026"  # noqa: S105
@@ -47,7 +49,16 @@ PERSONAS: list[dict[str, Any]] = [
     },
 ]
 
-OFFICER_PERMISSIONS = ["view_user", "view_auditevent", "view_logentry"]
+OFFICER_PERMISSIONS = [
+    "view_user",
+    "view_auditevent",
+    "view_logentry",
+    "view_privacyrequest",
+    "change_privacyrequest",
+    "view_securityevent",
+]
+# Sample requests for the officer's queue: (kind, days ago, verification).
+SAMPLE_REQUESTS = [("access", 3, "session+mfa"), ("rectification", 20, "session"), ("objection", 40, "session")]
 
 
 class Command(BaseCommand):
@@ -92,4 +103,14 @@ class Command(BaseCommand):
             factor = start_totp(user=user, name="Authenticator app")
             factor.confirmed = True
             factor.save(update_fields=["confirmed"])
+            now = timezone.now()
+            for kind, days_ago, verification in SAMPLE_REQUESTS:
+                submit_request(
+                    subject=user,
+                    kind=kind,
+                    channel="portal",
+                    actor=user,
+                    verification=verification,
+                    received_at=now - datetime.timedelta(days=days_ago),
+                )
         audit.record("accounts.user.seeded", actor="system:seed_demo", subject=user, data={"role": role})
