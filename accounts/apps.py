@@ -13,7 +13,9 @@ class AccountsConfig(AppConfig):
 
         declare_account_models()
         from accounts.api.views import require_step_up
-        from identity.hooks import register_step_up
+        from accounts.portal.decorators import needs_step_up
+        from identity.hooks import register_step_up, register_web_step_up
 
         register_step_up(require_step_up)
+        register_web_step_up(needs_step_up)
         track_changes(User, exclude=("password", "last_login", "email_index", "phone_index"))

@@ -1,7 +1,8 @@
 """Extension points the platform offers to apps, so that ``compliance`` never imports ``accounts``.
 
-``accounts`` registers its step-up check at start-up; ``compliance``'s privacy API calls it for
-requests that need a fresh second factor (access, portability, erasure).
+``accounts`` registers its step-up checks at start-up (one for the API, one for the portal);
+``compliance``'s privacy API and pages call them for requests that need a fresh second factor
+(access, portability, erasure).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from django.core.exceptions import ImproperlyConfigured
 
 _step_up: Callable[[Any], None] | None = None
+_web_step_up: Callable[[Any], Any] | None = None
 
 
 def register_step_up(check: Callable[[Any], None]) -> None:
@@ -24,3 +26,15 @@ def require_step_up(request: Any) -> None:
     if _step_up is None:
         raise ImproperlyConfigured("no step-up check registered (accounts registers one in AppConfig.ready)")
     _step_up(request)
+
+
+def register_web_step_up(check: Callable[[Any], Any]) -> None:
+    global _web_step_up
+    _web_step_up = check
+
+
+def web_step_up(request: Any) -> Any:
+    """For portal views: a redirect to re-verify with a second factor, or None when it is fresh."""
+    if _web_step_up is None:
+        raise ImproperlyConfigured("no web step-up check registered (accounts registers one in AppConfig.ready)")
+    return _web_step_up(request)

@@ -12,5 +12,6 @@ urlpatterns = [
     path("api/v1/", include("compliance.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", include("compliance.portal.urls")),
     path("", include("accounts.portal.urls")),
 ]
