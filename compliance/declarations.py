@@ -27,6 +27,7 @@ def declare_platform_models() -> None:
     declare(
         "compliance.AuditEvent",
         subject="subject_ref (whose data it is); actor_ref (who acted)",
+        subject_lookup="subject_ref",
         purpose="prove who did what to whose personal data, and when (accountability)",
         lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
         retention=AUDIT_RETENTION,
@@ -111,6 +112,7 @@ def declare_request_models() -> None:
     declare(
         "compliance.PrivacyRequest",
         subject="subject (subject_ref keeps the id after erasure)",
+        subject_lookup="subject",
         purpose="handle data-subject requests within their legal deadlines and prove it (GDPR Arts. 12-22, CCPA)",
         lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
         retention="24 months after the request is closed (accountability; CCPA §7101 record keeping)",
@@ -151,6 +153,7 @@ def declare_request_models() -> None:
             "duplicate_of": not_personal(),
             "due_soon_alerted_on": not_personal(),
             "overdue_alerted_on": not_personal(),
+            "evidence": not_personal("actions, actors (ids), dates, counts, hashes; no personal values"),
         },
     )
     declare(
@@ -167,5 +170,62 @@ def declare_request_models() -> None:
             "started_at": not_personal(),
             "ended_at": not_personal(),
             "reason": not_personal("why the clock stopped; no personal data by policy"),
+        },
+    )
+    declare(
+        "compliance.SystemRun",
+        subject="request.subject",
+        purpose="carry out requests across data systems and keep per-system evidence",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="as the request",
+        erasure=Erasure.KEEP,
+        legal_exception="GDPR Art. 17(3)(b) and Art. 5(2): evidence of the erasure; counts only, no personal data",
+        fields={
+            "id": not_personal(),
+            "request": not_personal(),
+            "system": not_personal(),
+            "action": not_personal(),
+            "status": not_personal(),
+            "attempts": not_personal(),
+            "last_error": not_personal("error class and message; values are never included"),
+            "started_at": not_personal(),
+            "finished_at": not_personal(),
+            "counts": not_personal(),
+            "kept": not_personal(),
+            "read_back": not_personal(),
+        },
+    )
+    declare(
+        "compliance.ExportFile",
+        subject="request.subject",
+        purpose="deliver a copy of the subject's data (GDPR Arts. 15 and 20)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="until the download link expires; the file is then deleted",
+        erasure=Erasure.DELETE_ROW,
+        subject_lookup="request__subject",
+        fields={
+            "id": not_personal(),
+            "request": not_personal(),
+            "path": not_personal("a random file name; the content is encrypted under the subject's key"),
+            "size": not_personal(),
+            "created_at": not_personal(),
+            "expires_at": not_personal(),
+            "downloaded_at": not_personal(),
+            "deleted_at": not_personal(),
+        },
+    )
+    declare(
+        "compliance.SuppressionEntry",
+        subject="none: a keyed hash of an erased subject's e-mail",
+        purpose="recognise an erased subject's address in later imports and sign-ups",
+        lawful_basis=LawfulBasis.LEGITIMATE_INTERESTS,
+        retention="as long as imports and marketing lists exist",
+        erasure=Erasure.KEEP,
+        legal_exception="GDPR Art. 17(3)(b)/(e): needed to keep honouring the erasure; holds no readable data",
+        fields={
+            "id": not_personal(),
+            "email_hmac": pseudonymous(Category.CONTACT, "HMAC of the normalised e-mail (suppression purpose)"),
+            "created_at": not_personal(),
+            "reason": not_personal(),
         },
     )

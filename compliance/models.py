@@ -160,6 +160,8 @@ class PrivacyRequest(models.Model):
     )
     due_soon_alerted_on = models.DateField(null=True, blank=True)
     overdue_alerted_on = models.DateField(null=True, blank=True)
+    # The evidence pack, frozen when the request closes (before an erasure destroys the subject's key).
+    evidence = models.JSONField(default=dict, blank=True)
 
     objects = PrivacyRequestQuerySet.as_manager()
 
@@ -189,3 +191,69 @@ class RequestPause(models.Model):
 
     def __str__(self) -> str:
         return f"pause of {self.request_id}"
+
+
+class SystemRun(models.Model):
+    """One data system's part of a request (an export or an erasure), as a resumable unit of work.
+
+    Officers see every run with its attempts and last error, so a stuck request can be explained
+    (PITFALLS.md, Fides #8252); the counts and read-back are the per-system evidence (Fides #4164).
+    """
+
+    class Action(models.TextChoices):
+        EXPORT = "export", "export"
+        ERASE = "erase", "erase"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        RUNNING = "running", "running"
+        DONE = "done", "done"
+        FAILED = "failed", "failed (will retry)"
+        GAVE_UP = "gave_up", "failed (needs an officer)"
+
+    id = models.BigAutoField(primary_key=True)
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="runs")
+    system = models.CharField(max_length=100)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.CharField(max_length=300, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    counts = models.JSONField(default=dict, blank=True)
+    kept = models.JSONField(default=list, blank=True)
+    read_back = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["request", "system", "action"], name="systemrun_once")]
+
+    def __str__(self) -> str:
+        return f"{self.action} in {self.system}"
+
+
+class ExportFile(models.Model):
+    """A finished export: a ZIP encrypted (AES-256-GCM, in chunks) under the subject's key, on disk or
+    object storage, downloadable by its owner through an expiring link, deleted when the link expires."""
+
+    request = models.OneToOneField(PrivacyRequest, on_delete=models.CASCADE, related_name="export")
+    path = models.CharField(max_length=500)
+    size = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    downloaded_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"export of {self.request_id}"
+
+
+class SuppressionEntry(models.Model):
+    """An erased subject's e-mail, as a keyed hash only: a later import or sign-up with it is
+    recognised (issue #4) without keeping the address."""
+
+    email_hmac = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    reason = models.CharField(max_length=40, default="erasure")
+
+    def __str__(self) -> str:
+        return "suppressed address"

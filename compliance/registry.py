@@ -22,7 +22,7 @@ Apps declare their models from ``AppConfig.ready()``::
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from django.apps import apps
 from django.db import models
@@ -105,6 +105,9 @@ class Declaration:
     legal_exception: str = ""
     notes: str = ""
     sources: tuple[str, ...] = field(default=("the data subject",))
+    # How to find a subject's rows: an ORM path to the user ("user", "session__user", "pk"), or
+    # "email_index:<field>" for rows keyed by the blind index of the e-mail. Empty: not per subject.
+    subject_lookup: str = ""
 
     @property
     def model(self) -> type[models.Model]:
@@ -139,6 +142,7 @@ class Registry:
         legal_exception: str = "",
         notes: str = "",
         sources: tuple[str, ...] = ("the data subject",),
+        subject_lookup: str = "",
     ) -> Declaration:
         key = label.lower()
         if key in self._declarations:
@@ -163,9 +167,17 @@ class Registry:
             legal_exception=legal_exception,
             notes=notes,
             sources=sources,
+            subject_lookup=subject_lookup,
         )
         self._declarations[key] = declaration
         return declaration
+
+    def set_subject_lookup(self, label: str, lookup: str) -> None:
+        """Say how to find a subject's rows of a declared model (see ``Declaration.subject_lookup``)."""
+        declaration = self.get(label)
+        if declaration is None:
+            raise RegistryError(f"{label} is not declared")
+        self._declarations[label.lower()] = replace(declaration, subject_lookup=lookup)
 
     def get(self, label: str) -> Declaration | None:
         return self._declarations.get(label.lower())

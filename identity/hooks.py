@@ -38,3 +38,16 @@ def web_step_up(request: Any) -> Any:
     if _web_step_up is None:
         raise ImproperlyConfigured("no web step-up check registered (accounts registers one in AppConfig.ready)")
     return _web_step_up(request)
+
+
+_erased: list[Callable[[Any], None]] = []
+
+
+def on_subject_erased(callback: Callable[[Any], None]) -> None:
+    """Register what an app must do when a subject is erased (accounts: end sessions, lock the account)."""
+    _erased.append(callback)
+
+
+def subject_erased(user: Any) -> None:
+    for callback in _erased:
+        callback(user)

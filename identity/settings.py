@@ -265,6 +265,9 @@ PERSONAL_DATA_LIBRARY_MODELS = [
 ]
 # Where the deadline sweep sends its digest of overdue and due-soon requests (empty: admin only).
 PRIVACY_TEAM_EMAIL = env_str("PRIVACY_TEAM_EMAIL")
+# Finished exports (encrypted under each subject's key) and how long their download link lives.
+EXPORT_ROOT = env_str("EXPORT_ROOT", str(BASE_DIR / "var" / "exports"))
+EXPORT_LINK_DAYS = env_int("EXPORT_LINK_DAYS", 7, minimum=1)
 ERASURE_GRACE_DAYS = env_int("ERASURE_GRACE_DAYS", 7, minimum=0)
 STEP_UP_MAX_AGE_MINUTES = env_int("STEP_UP_MAX_AGE_MINUTES", 10, minimum=1)
 

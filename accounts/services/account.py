@@ -62,3 +62,24 @@ def unlock_account(*, user: User, actor: User | str) -> None:
         raise ValueError("this account waits for a parent's consent and cannot be unlocked by staff")
     User.objects.filter(pk=user.pk).update(is_active=True)
     audit.record("accounts.user.unlocked", actor=actor, subject=user)
+
+
+@transaction.atomic
+def end_erased_account(user: User) -> None:
+    """What erasure does to an account (called by compliance through identity.hooks before the
+    subject's key is destroyed): every session and token ends, sign-in is impossible, and the
+    lookup indexes no longer lead to the row. The row stays, its values unreadable once the key goes."""
+    import uuid as _uuid
+
+    from django.contrib.auth.hashers import make_password
+
+    revoke_all_sessions(user=user, actor="system:erasure", reason="erased")
+    User.objects.filter(pk=user.pk).update(
+        is_active=False,
+        is_staff=False,
+        is_superuser=False,
+        password=make_password(None),  # an unusable hash: no password can ever match
+        email_index=f"erased-{_uuid.uuid4().hex}",
+        phone_index="",
+        last_login=None,
+    )

@@ -1,0 +1,271 @@
+"""Carrying a request out: one task per data system, then the finish (the export ZIP, or the end of
+an erasure: crypto-shredding, read-back, evidence).
+
+Tasks take ids, are enqueued on commit, run eagerly without REDIS_URL and on Celery workers with it,
+retry with back-off, and are idempotent: a run that is done is never redone, a run killed part-way
+starts again from the beginning of its system (exports write parts atomically; erasures are
+conditional deletes and updates). The request completes only when every system has reported.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from compliance import audit, exports, notices
+from compliance.dsr.services import RequestRefused
+from compliance.models import AuditEvent, ExportFile, PrivacyRequest, SuppressionEntry, SystemRun
+from compliance.systems.base import DataSystem, SubjectRef
+from compliance.systems.internal import InternalSystem
+from identity.crypto import keystore
+from identity.crypto.blind import blind_index, normalise_email
+from identity.crypto.envelope import Erased
+from identity.hooks import subject_erased
+from identity.logging import redact
+
+logger = logging.getLogger(__name__)
+
+S = PrivacyRequest.Status
+EXPORT_KINDS = frozenset({"access", "access_categories", "portability"})
+MAX_ATTEMPTS = 5
+
+
+def systems() -> list[DataSystem]:
+    """Every system a request fans out to: this service's database and the connected ones."""
+    found: list[DataSystem] = [InternalSystem()]
+    if getattr(settings, "CONNECTED_DATASETS", None):
+        from compliance.systems.sql import load_systems
+
+        found.extend(load_systems())
+    return found
+
+
+def system_named(name: str) -> DataSystem:
+    for system in systems():
+        if system.name == name:
+            return system
+    raise LookupError(f"no data system named {name!r} is configured")
+
+
+def subject_of(request: PrivacyRequest) -> SubjectRef:
+    user = request.subject
+    if user is None:
+        raise RequestRefused("invalid_state", "the request has no subject account")
+    email = user.email if not isinstance(user.email, Erased) else None
+    return SubjectRef(
+        user_id=str(user.pk),
+        email_index=user.email_index,
+        data_key_id=user.data_key_id,
+        email=str(email) if email else None,
+    )
+
+
+@transaction.atomic
+def start_fulfilment(*, request: PrivacyRequest, actor: Any) -> list[SystemRun]:
+    """Move a verified request into progress and fan it out, one run per system."""
+    request = PrivacyRequest.objects.select_for_update().get(pk=request.pk)
+    if request.kind not in EXPORT_KINDS | {"erasure"}:
+        raise RequestRefused("invalid_state", "only exports and erasures are carried out across systems")
+    if request.status not in (S.VERIFIED, S.AWAITING_REVIEW, S.IN_PROGRESS):
+        raise RequestRefused("invalid_state", f"a request that is {request.status} cannot be carried out")
+    if request.kind == "erasure" and request.execute_after and timezone.now() < request.execute_after:
+        raise RequestRefused("invalid_state", "the erasure is still inside its cancellation window")
+    action = SystemRun.Action.ERASE if request.kind == "erasure" else SystemRun.Action.EXPORT
+    runs = [
+        SystemRun.objects.get_or_create(request=request, system=system.name, action=action)[0] for system in systems()
+    ]
+    if request.status != S.IN_PROGRESS:
+        request.status = S.IN_PROGRESS
+        request.save(update_fields=["status"])
+        audit.record(
+            "compliance.dsr.started",
+            actor=actor,
+            subject=request.subject,
+            data={"request": str(request.pk), "systems": [r.system for r in runs], "action": action},
+        )
+    pending = [run.pk for run in runs if run.status != SystemRun.Status.DONE]
+    transaction.on_commit(lambda: [run_system.delay(pk) for pk in pending])
+    return runs
+
+
+def _claim(run_id: int) -> SystemRun | None:
+    with transaction.atomic():
+        run = SystemRun.objects.select_for_update().select_related("request", "request__subject").get(pk=run_id)
+        if run.status in (SystemRun.Status.DONE, SystemRun.Status.GAVE_UP):
+            return None
+        run.status, run.attempts, run.started_at = SystemRun.Status.RUNNING, run.attempts + 1, timezone.now()
+        run.save(update_fields=["status", "attempts", "started_at"])
+        return run
+
+
+def execute(run: SystemRun) -> None:
+    system = system_named(run.system)
+    subject = subject_of(run.request)
+    if run.action == SystemRun.Action.EXPORT:
+        run.counts = exports.write_parts(run.request.pk, system.name, subject.data_key_id, system.export(subject))
+    else:
+        result = system.erase(subject)
+        run.counts = result.counts
+        run.kept = [
+            {"source": k.source, "count": k.count, "exception": k.exception, "minimised_to": list(k.minimised_to)}
+            for k in result.kept
+        ]
+
+
+@shared_task(bind=True, max_retries=MAX_ATTEMPTS, acks_late=True, reject_on_worker_lost=True)
+def run_system(self: Any, run_id: int) -> str:
+    run = _claim(run_id)
+    if run is None:
+        return "already done"
+    try:
+        execute(run)
+    except Exception as exc:
+        # The class and a redacted message: values must never reach the run's record or the logs.
+        message = redact(f"{type(exc).__name__}: {exc}")[:300]
+        gave_up = run.attempts >= MAX_ATTEMPTS
+        SystemRun.objects.filter(pk=run.pk).update(
+            status=SystemRun.Status.GAVE_UP if gave_up else SystemRun.Status.FAILED, last_error=message
+        )
+        logger.warning("system run failed", extra={"run": run.pk, "system": run.system, "error": type(exc).__name__})
+        if gave_up:
+            return "gave up"
+        raise self.retry(exc=exc, countdown=min(600, 15 * 2**run.attempts)) from exc
+    SystemRun.objects.filter(pk=run.pk).update(
+        status=SystemRun.Status.DONE, finished_at=timezone.now(), counts=run.counts, kept=run.kept, last_error=""
+    )
+    finish_if_complete(run.request_id)
+    return "done"
+
+
+def finish_if_complete(request_id: Any) -> bool:
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update().select_related("subject").get(pk=request_id)
+        runs = list(request.runs.all())
+        if request.status != S.IN_PROGRESS or not runs:
+            return False
+        done = sum(r.status == SystemRun.Status.DONE for r in runs)
+        progress = int(90 * done / len(runs))
+        if done < len(runs):
+            PrivacyRequest.objects.filter(pk=request.pk).update(progress=progress)
+            return False
+        if request.kind == "erasure":
+            _finish_erasure(request, runs)
+        else:
+            _finish_export(request, runs)
+        return True
+
+
+def _finish_export(request: PrivacyRequest, runs: list[SystemRun]) -> None:
+    subject = subject_of(request)
+    path, size = exports.assemble(request.pk, subject.data_key_id, [s.describe() for s in systems()])
+    ExportFile.objects.update_or_create(
+        request=request,
+        defaults={
+            "path": str(path),
+            "size": size,
+            "expires_at": timezone.now() + datetime.timedelta(days=settings.EXPORT_LINK_DAYS),
+        },
+    )
+    request.status, request.progress, request.completed_at = S.COMPLETED, 100, timezone.now()
+    request.evidence = evidence_for(request, runs, extra={"export_bytes": size})
+    request.save(update_fields=["status", "progress", "completed_at", "evidence"])
+    audit.record(
+        "compliance.dsr.export_ready",
+        actor="system:fulfilment",
+        subject=request.subject,
+        data={"request": str(request.pk), "bytes": size},
+    )
+    notices.send(request, "completion")
+
+
+def _finish_erasure(request: PrivacyRequest, runs: list[SystemRun]) -> None:
+    user = request.subject
+    subject = subject_of(request)
+    # Tell the subject while an address still exists, then end the account and destroy the key.
+    notices.deliver(request.pk, "completion")
+    if subject.email:
+        SuppressionEntry.objects.get_or_create(
+            email_hmac=blind_index(normalise_email(subject.email), purpose="suppression")
+        )
+    evidence = evidence_for(request, runs)
+    subject_erased(user)
+    keystore.shred(subject.data_key_id)
+    read_back = {}
+    for system in systems():
+        found = system.read_back(subject)
+        read_back[system.name] = found
+        SystemRun.objects.filter(request=request, system=system.name).update(read_back=found)
+    clean = all(count == 0 for found in read_back.values() for count in found.values())
+    evidence["read_back"] = read_back
+    evidence["read_back_clean"] = clean
+    evidence["key_destroyed_at"] = timezone.now().isoformat()
+    request.evidence = evidence
+    request.progress = 100 if clean else 95
+    request.status = S.COMPLETED if clean else S.IN_PROGRESS
+    request.completed_at = timezone.now() if clean else None
+    request.save(update_fields=["evidence", "progress", "status", "completed_at"])
+    # The subject's key is gone: this event names the request only, and is readable by everyone.
+    audit.record(
+        "compliance.dsr.erasure_completed" if clean else "compliance.dsr.erasure_readback_failed",
+        actor="system:fulfilment",
+        data={"request": str(request.pk), "read_back_clean": clean, "counts": {r.system: r.counts for r in runs}},
+    )
+
+
+def evidence_for(request: PrivacyRequest, runs: list[SystemRun], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The evidence pack (issue #4): verification, decisions with actor and reason, each system's
+    result and counts, notices, and the audit-chain hashes that cover it. Ids and counts only."""
+    from compliance.audit import read_payload
+
+    decisions = []
+    for event in AuditEvent.objects.filter(subject_ref=request.subject_ref, action__startswith="compliance.dsr."):
+        payload = read_payload(event)
+        data = payload.get("data", {}) if isinstance(payload, dict) else {}
+        if data.get("request") != str(request.pk):
+            continue
+        decisions.append(
+            {
+                "entry": event.pk,
+                "at": event.occurred_at.isoformat(),
+                "action": event.action,
+                "actor_type": event.actor_type,
+                "actor": event.actor_ref,
+                "entry_hash": event.entry_hash,
+                "details": {k: v for k, v in data.items() if k != "request"},
+            }
+        )
+    return {
+        "request": str(request.pk),
+        "kind": request.kind,
+        "jurisdiction": request.jurisdiction,
+        "received_at": request.received_at.isoformat(),
+        "deadlines": request.deadlines,
+        "due_on": request.due_on.isoformat(),
+        "verification": {
+            "method": request.verification_method,
+            "at": request.verified_at.isoformat() if request.verified_at else None,
+        },
+        "decisions": decisions,
+        "systems": [
+            {
+                "system": r.system,
+                "action": r.action,
+                "status": r.status,
+                "attempts": r.attempts,
+                "counts": r.counts,
+                "kept": r.kept,
+            }
+            for r in runs
+        ],
+        "chain": {
+            "first_entry": decisions[0]["entry"] if decisions else None,
+            "last_entry_hash": decisions[-1]["entry_hash"] if decisions else None,
+        },
+        **(extra or {}),
+    }

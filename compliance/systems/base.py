@@ -1,0 +1,79 @@
+"""What every data system offers to the request workflow (issue #4, "Fulfilment across data systems").
+
+A system exports what it holds about a subject (as records, streamed: never all in memory), erases
+it as its declaration says (delete the row, null, pseudonymise, or keep under a named legal
+exception), and reads back afterwards so that the evidence shows nothing personal remains.
+Implementations: internal Django models (registered providers), external SQL databases described
+declaratively by a dataset file (``compliance.systems.sql``), external services by signed webhook.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SubjectRef:
+    """Who the request is about, as every system can match it: the account id, the blind index of
+    the e-mail (systems keyed by e-mail), and the subject's data key (to decrypt their values)."""
+
+    user_id: str
+    email_index: str
+    data_key_id: uuid.UUID
+    email: str | None = None  # plaintext, only while the account still exists; never stored by a system
+
+
+@dataclass(frozen=True)
+class Record:
+    """One exported item: which category of personal data, where it came from, the values."""
+
+    category: str
+    source: str  # "system.table" or "app.Model"
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """Something erasure left in place under a legal exception, listed in the answer to the subject."""
+
+    source: str
+    count: int
+    exception: str  # e.g. "GDPR Art. 17(3)(b): tax records, 10 years"
+    minimised_to: tuple[str, ...] = ()
+
+
+@dataclass
+class ErasureResult:
+    counts: dict[str, int] = field(default_factory=dict)  # source -> rows deleted/nulled/pseudonymised
+    kept: list[Kept] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Description:
+    """GDPR Art. 15(1) information about a system, for the export's index (purposes, recipients, ...)."""
+
+    name: str
+    purposes: tuple[str, ...]
+    lawful_bases: tuple[str, ...]
+    categories: tuple[str, ...]
+    recipients: tuple[str, ...]
+    retention: str
+    sources: tuple[str, ...]
+
+
+class DataSystem(Protocol):
+    name: str
+
+    def describe(self) -> Description: ...
+
+    def export(self, subject: SubjectRef) -> Iterator[Record]: ...
+
+    def erase(self, subject: SubjectRef) -> ErasureResult: ...
+
+    def read_back(self, subject: SubjectRef) -> dict[str, int]:
+        """Rows that still hold the subject's personal data, per source (empty or zeros after erasure,
+        except what ``erase`` reported as kept)."""
+        ...
