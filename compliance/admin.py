@@ -22,7 +22,7 @@ from django.utils.html import format_html, format_html_join
 from compliance import audit
 from compliance.dsr import services
 from compliance.dsr.services import RequestRefused
-from compliance.models import AuditEvent, PrivacyRequest
+from compliance.models import AuditEvent, PrivacyRequest, SystemRun
 from compliance.tasks import DUE_SOON_DAYS
 from identity.crypto.blind import email_index
 from identity.crypto.envelope import Erased
@@ -119,6 +119,8 @@ class OfficerActionForm(forms.Form):
 
 
 OFFICER_ACTIONS = {
+    "carry_out": ("Carry out across all systems (export or erasure)", ()),
+    "complete": ("Mark completed (done by hand)", ("reason",)),
     "verify": ("Mark verified", ("method",)),
     "extend": ("Extend the deadline", ("reason",)),
     "hold": ("Place a legal hold", ("reason",)),
@@ -146,8 +148,32 @@ class FileRequestForm(forms.Form):
     )
 
 
+class SystemRunInline(admin.TabularInline):  # type: ignore[type-arg]
+    """Each system's part, with attempts and the last error: a stuck request explains itself."""
+
+    model = SystemRun
+    extra = 0
+    can_delete = False
+    fields = (
+        "system",
+        "action",
+        "status",
+        "attempts",
+        "last_error",
+        "started_at",
+        "finished_at",
+        "counts",
+        "read_back",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(PrivacyRequest)
 class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    inlines = [SystemRunInline]
     change_form_template = "admin/compliance/privacyrequest/change_form.html"
     change_list_template = "admin/compliance/privacyrequest/change_list.html"
     list_display = ("received_on", "kind", "status", "jurisdiction", "channel", "due", "legal_due_on", "subject_ref")
@@ -216,6 +242,11 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         custom = [
             path("file/", self.admin_site.admin_view(self.file_view), name="compliance_privacyrequest_file"),
             path(
+                "<uuid:pk>/evidence.json",
+                self.admin_site.admin_view(self.evidence_view),
+                name="compliance_privacyrequest_evidence",
+            ),
+            path(
                 "<uuid:pk>/act/<str:action>/",
                 self.admin_site.admin_view(self.action_view),
                 name="compliance_privacyrequest_act",
@@ -231,8 +262,25 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         actions = [
             (name, label, reverse("admin:compliance_privacyrequest_act", args=[object_id, name]))
             for name, (label, _) in OFFICER_ACTIONS.items()
+        ] + [
+            ("evidence", "Evidence pack (JSON)", reverse("admin:compliance_privacyrequest_evidence", args=[object_id]))
         ]
         return super().change_view(request, object_id, form_url, {"officer_actions": actions, **(extra_context or {})})
+
+    def evidence_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
+        """The evidence pack (JSON) for auditors: frozen at completion, or as it stands now."""
+        from compliance.fulfilment import evidence_for
+
+        if not request.user.has_perm("compliance.view_privacyrequest"):
+            raise PermissionDenied
+        obj = PrivacyRequest.objects.filter(pk=pk).first()
+        if obj is None:
+            raise Http404("no such request")
+        pack = obj.evidence or evidence_for(obj, list(obj.runs.all()))
+        response = HttpResponse(json.dumps(pack, indent=2, sort_keys=True), content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="evidence-{obj.pk}.json"'
+        audit.record("compliance.dsr.evidence_downloaded", actor=request.user, data={"request": str(obj.pk)})
+        return response
 
     def file_view(self, request: HttpRequest) -> HttpResponse:
         if not request.user.has_perm("compliance.change_privacyrequest"):
@@ -296,7 +344,13 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 def run_officer_action(action: str, obj: PrivacyRequest, data: dict[str, Any], *, actor: Any) -> None:
-    if action == "verify":
+    if action == "carry_out":
+        from compliance.fulfilment import start_fulfilment
+
+        start_fulfilment(request=obj, actor=actor)
+    elif action == "complete":
+        services.complete_request(request=obj, actor=actor, note=data.get("reason", ""))
+    elif action == "verify":
         services.verify_request(request=obj, method=data.get("method", ""), actor=actor)
     elif action == "extend":
         services.extend_request(request=obj, reason=data.get("reason", ""), actor=actor)

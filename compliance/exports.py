@@ -248,3 +248,21 @@ def _index_html(info: dict[str, Any], counts: dict[str, int]) -> str:
         f"<h2>Automated decisions</h2><p>{html.escape(info['automated_decision_making'])}</p>"
         f"<h2>Transfers</h2><p>{html.escape(info['international_transfers'])}</p></html>"
     )
+
+
+def stream_for_owner(export_path: str, request_id: uuid.UUID) -> Iterator[bytes]:
+    """The decrypted ZIP, chunk by chunk, for a download response (flat memory)."""
+    return read_encrypted(Path(export_path), context=f"compliance.export.{request_id}")
+
+
+def delete_export_files(request_id: uuid.UUID) -> None:
+    """Remove every file of a request's export (parts and ZIP)."""
+    folder = export_root() / str(request_id)
+    if not folder.exists():
+        return
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+        else:
+            path.rmdir()
+    folder.rmdir()

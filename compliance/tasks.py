@@ -59,3 +59,20 @@ def sweep_deadlines(today_iso: str | None = None) -> dict[str, int]:
         )
     logger.info("deadline sweep", extra={"overdue": len(overdue), "due_soon": len(due_soon)})
     return {"overdue": len(overdue), "due_soon": len(due_soon)}
+
+
+@shared_task(acks_late=True)
+def purge_expired_exports() -> int:
+    """Delete export files whose download link has expired (issue #4: "deleted when the link expires")."""
+    from compliance.exports import delete_export_files
+    from compliance.models import ExportFile
+
+    now = timezone.now()
+    purged = 0
+    for export in ExportFile.objects.filter(expires_at__lte=now, deleted_at__isnull=True).iterator():
+        delete_export_files(export.request_id)
+        ExportFile.objects.filter(pk=export.pk).update(deleted_at=now)
+        purged += 1
+    if purged:
+        audit.record("compliance.dsr.exports_purged", actor="system:purge_expired_exports", data={"count": purged})
+    return purged

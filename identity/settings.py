@@ -154,6 +154,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "compliance.tasks.sweep_deadlines",
         "schedule": env_int("DEADLINE_SWEEP_SECONDS", 3600, minimum=60),
     },
+    "purge-expired-exports": {"task": "compliance.tasks.purge_expired_exports", "schedule": 3600},
 }
 
 # --- Users, passwords, authentication -----------------------------------------------------------

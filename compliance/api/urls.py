@@ -8,4 +8,5 @@ urlpatterns = [
     path("privacy/requests", views.PrivacyRequestsApi.as_view(), name="requests"),
     path("privacy/requests/<uuid:request_id>", views.PrivacyRequestApi.as_view(), name="request"),
     path("privacy/requests/<uuid:request_id>/cancel", views.CancelPrivacyRequestApi.as_view(), name="cancel"),
+    path("privacy/requests/<uuid:request_id>/download", views.DownloadExportApi.as_view(), name="download"),
 ]

@@ -9,12 +9,15 @@ import datetime
 import uuid
 from typing import Any
 
+from django.http import StreamingHttpResponse
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from compliance import exports
 from compliance.dsr import services
 from compliance.dsr.services import STRONG_VERIFICATION, RequestRefused
 from compliance.models import PrivacyRequest
@@ -63,8 +66,15 @@ def represent(request: PrivacyRequest) -> dict[str, Any]:
         "progress": request.progress,
         "completed_at": request.completed_at,
         "cancellable_until": request.execute_after if request.kind == "erasure" and request.is_open else None,
-        "download_url": None,
+        "download_url": download_url(request),
     }
+
+
+def download_url(request: PrivacyRequest) -> str | None:
+    export = getattr(request, "export", None) if request.status == PrivacyRequest.Status.COMPLETED else None
+    if export is None or export.deleted_at is not None or export.expires_at <= timezone.now():
+        return None
+    return f"/api/v1/privacy/requests/{request.pk}/download"
 
 
 def _own(request: Request, request_id: uuid.UUID) -> PrivacyRequest:
@@ -127,3 +137,34 @@ class CancelPrivacyRequestApi(APIView):
         except RequestRefused as exc:
             raise Problem(409, "not_cancellable", str(exc)) from exc
         return Response(RequestOutput(represent(cancelled)).data)
+
+
+class DownloadExportApi(APIView):
+    """The export ZIP, to its owner only, with a second factor from the last few minutes, until the
+    link expires (CONTRACT.md: download_url)."""
+
+    @extend_schema(
+        responses={(200, "application/zip"): bytes, 403: PROBLEM, 404: PROBLEM, 410: PROBLEM}, tags=["privacy"]
+    )
+    def get(self, request: Request, request_id: uuid.UUID) -> StreamingHttpResponse:
+        found = _own(request, request_id)
+        export = getattr(found, "export", None)
+        if export is None or export.deleted_at is not None:
+            raise Problem(404, "not_found", "This request has no export to download.")
+        if export.expires_at <= timezone.now():
+            raise Problem(410, "expired", "The download link has expired; file a new request for a fresh copy.")
+        require_step_up(request)
+        return stream_export(found, export, actor=request.user)
+
+
+def stream_export(found: PrivacyRequest, export: Any, *, actor: Any) -> StreamingHttpResponse:
+    from compliance import audit
+
+    type(export).objects.filter(pk=export.pk).update(downloaded_at=timezone.now())
+    audit.record(
+        "compliance.dsr.export_downloaded", actor=actor, subject=found.subject, data={"request": str(found.pk)}
+    )
+    response = StreamingHttpResponse(exports.stream_for_owner(export.path, found.pk), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="my-data-{found.received_on.isoformat()}.zip"'
+    response["Cache-Control"] = "no-store"
+    return response

@@ -330,3 +330,25 @@ def current_schedule(request: PrivacyRequest) -> Any:
     pauses = [Pause(p.started_at.date(), p.ended_at.date()) for p in request.pauses.all() if p.ended_at is not None]
     j = jurisdiction_from_code(request.jurisdiction)
     return apply_pauses(schedule(j, request.kind, request.received_on), pauses)
+
+
+@transaction.atomic
+def complete_request(*, request: PrivacyRequest, actor: Any, note: str = "") -> PrivacyRequest:
+    """Close a request an officer has carried out by hand (rectification, restriction, objection,
+    opt-outs), with the completion notice. Exports and erasures complete through compliance.fulfilment."""
+    request = _locked(request)
+    if request.kind in {K.ACCESS, K.ACCESS_CATEGORIES, K.PORTABILITY, K.ERASURE}:
+        raise RequestRefused("invalid_state", "exports and erasures complete when every system has reported")
+    if request.status in (S.VERIFIED, S.AWAITING_REVIEW):
+        request.status = S.IN_PROGRESS
+    _transition(request, S.COMPLETED)
+    request.status, request.progress, request.completed_at = S.COMPLETED, 100, timezone.now()
+    request.save(update_fields=["status", "progress", "completed_at"])
+    audit.record(
+        "compliance.dsr.completed",
+        actor=actor,
+        subject=request.subject,
+        data={"request": str(request.pk), "note": note.strip()[:500]},
+    )
+    notices.send(request, "completion")
+    return request

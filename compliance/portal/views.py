@@ -9,7 +9,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
@@ -22,7 +22,7 @@ from compliance.models import PrivacyRequest
 from identity.hooks import web_step_up
 from identity.net import client_ip
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponse | StreamingHttpResponse]
 
 HELP = {
     "access": "A copy of the personal data we hold about you, with what we use it for.",
@@ -41,7 +41,7 @@ def signed_in(view: View) -> View:
     """A portal sign-in (a live session the listener can see and revoke), else the sign-in page."""
 
     @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse | StreamingHttpResponse:
         if not request.user.is_authenticated or getattr(request, "auth_session", None) is None:
             return HttpResponseRedirect(f"{reverse('portal:sign-in')}?{urlencode({'next': request.get_full_path()})}")
         return view(request, *args, **kwargs)
@@ -121,3 +121,20 @@ def cancel(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse:
     else:
         messages.success(request, "The request is cancelled.")
     return redirect("privacy:request", request_id=found.pk)
+
+
+@signed_in
+def download(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse | StreamingHttpResponse:
+    """The export, to its owner, after a fresh second factor, until the link expires."""
+    from django.utils import timezone
+
+    from compliance.api.views import stream_export
+
+    found = _own(request, request_id)
+    export = getattr(found, "export", None)
+    if export is None or export.deleted_at is not None or export.expires_at <= timezone.now():
+        raise Http404("no export to download")
+    detour = web_step_up(request)
+    if detour is not None:
+        return detour
+    return stream_export(found, export, actor=request.user)
