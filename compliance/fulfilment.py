@@ -96,7 +96,11 @@ def start_fulfilment(*, request: PrivacyRequest, actor: Any) -> list[SystemRun]:
 
 def _claim(run_id: int) -> SystemRun | None:
     with transaction.atomic():
-        run = SystemRun.objects.select_for_update().select_related("request", "request__subject").get(pk=run_id)
+        run = (
+            SystemRun.objects.select_for_update(of=("self",))
+            .select_related("request", "request__subject")
+            .get(pk=run_id)
+        )
         if run.status in (SystemRun.Status.DONE, SystemRun.Status.GAVE_UP):
             return None
         run.status, run.attempts, run.started_at = SystemRun.Status.RUNNING, run.attempts + 1, timezone.now()
@@ -145,7 +149,7 @@ def run_system(self: Any, run_id: int) -> str:
 
 def finish_if_complete(request_id: Any) -> bool:
     with transaction.atomic():
-        request = PrivacyRequest.objects.select_for_update().select_related("subject").get(pk=request_id)
+        request = PrivacyRequest.objects.select_for_update(of=("self",)).select_related("subject").get(pk=request_id)
         runs = list(request.runs.all())
         if request.status != S.IN_PROGRESS or not runs:
             return False

@@ -12,6 +12,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from compliance import audit
+from compliance.fulfilment import run_system  # noqa: F401  (workers find tasks in tasks.py modules)
 from compliance.models import PrivacyRequest
 
 logger = logging.getLogger(__name__)

@@ -21,5 +21,6 @@ LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 
-# Tasks run in the test process (a test that needs a real worker and broker starts one itself).
-CELERY_TASK_ALWAYS_EAGER = True
+# Tasks run in the test process (a test that needs a real worker and broker starts one itself);
+# that worker runs with CELERY_TASK_ALWAYS_EAGER=0.
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"
