@@ -152,6 +152,7 @@ def declare_sign_in_models() -> None:
         erasure=Erasure.DELETE_ROW,
         fields={**DEVICE_FIELDS, "generated_at": not_personal()},
     )
+    declare_passkey_models()
     declare(
         "accounts.BackupCode",
         subject="factor.user",
@@ -302,4 +303,99 @@ def declare_sign_in_models() -> None:
             "email_codes_sent": not_personal(),
             "context": personal(Category.SECURITY, "sign-in context, encrypted"),
         },
+    )
+
+
+def declare_passkey_models() -> None:
+    """django-otp-webauthn's tables (a library's, so stored as it ships: no field is ours to encrypt).
+
+    A passkey's private key never leaves the listener's authenticator; the server keeps its public
+    key, which can check a signature but not make one.
+    """
+    declare(
+        "django_otp_webauthn.WebAuthnCredential",
+        subject="user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention=FACTOR_RETENTION,
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "user": DEVICE_FIELDS["user"],
+            "confirmed": not_personal(),
+            "name": personal(
+                Category.AUTHENTICATION,
+                stored_in_clear="a label for the passkey: the browser it was made in, or the listener's",
+            ),
+            "created_at": personal(
+                Category.AUTHENTICATION, stored_in_clear="library column: when the passkey was added"
+            ),
+            "last_used_at": personal(
+                Category.SECURITY, stored_in_clear="library column: when the passkey last confirmed a sign-in"
+            ),
+            "credential_type": not_personal("always public-key"),
+            "credential_id": pseudonymous(
+                Category.AUTHENTICATION,
+                "identifier the authenticator chose for this site; a security key may wrap its own key in it, "
+                "encrypted by the key",
+            ),
+            "credential_id_sha256": pseudonymous(Category.AUTHENTICATION, "SHA-256 of the credential id, for lookups"),
+            "public_key": personal(Category.AUTHENTICATION, "COSE public key: checks signatures, cannot make them"),
+            "sign_count": personal(
+                Category.SECURITY,
+                "the authenticator's use counter, checked to detect a cloned authenticator; a security key "
+                "with one counter for every site reveals how often it is used",
+                stored_in_clear="library column, compared on every use",
+            ),
+            "transports": not_personal("how the browser reaches the authenticator: usb, nfc, internal, hybrid"),
+            "aaguid": personal(
+                Category.AUTHENTICATION,
+                "make and model of the authenticator (often all zeros)",
+                stored_in_clear="library column",
+            ),
+            "discoverable": not_personal("whether the authenticator stores the passkey itself"),
+            "backup_eligible": not_personal("authenticator flag: the passkey can be synced"),
+            "backup_state": not_personal("authenticator flag: the passkey is synced"),
+        },
+        sources=("the listener's authenticator, through the browser",),
+        subject_lookup="user",  # export and erasure find the rows (accounts.lookups keeps the others)
+    )
+    declare(
+        "django_otp_webauthn.WebAuthnAttestation",
+        subject="credential.user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention=FACTOR_RETENTION + " (deleted with its passkey)",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "credential": pseudonymous(Category.AUTHENTICATION, "the passkey"),
+            "fmt": not_personal("attestation format; we ask for none"),
+            "data": personal(
+                Category.AUTHENTICATION,
+                "the registration's attestation object: credential id, public key, flags and counter "
+                "(no maker's certificate: attestation none)",
+            ),
+            "client_data_json": personal(
+                Category.SECURITY, "what the browser signed at registration: the site's origin and the challenge"
+            ),
+        },
+        sources=("the listener's authenticator, through the browser",),
+        subject_lookup="credential__user",
+    )
+    declare(
+        "django_otp_webauthn.WebAuthnUserHandle",
+        subject="user",
+        purpose=SECURITY_PURPOSE,
+        lawful_basis=LawfulBasis.CONTRACT,
+        retention="while the account exists (kept when passkeys are removed, so a new one gets the same handle)",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "user": pseudonymous(Category.AUTHENTICATION, "owner (the primary key)"),
+            "handle_hex": pseudonymous(
+                Category.AUTHENTICATION,
+                "random 64-byte handle our passkeys carry on the listener's authenticators instead of the user id",
+            ),
+        },
+        subject_lookup="user",
     )

@@ -6,6 +6,7 @@ message that names it. A git-ignored ``.env`` in the project root is read first,
 
 from __future__ import annotations
 
+import urllib.parse
 from pathlib import Path
 
 import dj_database_url
@@ -62,6 +63,9 @@ INSTALLED_APPS = [
     # django-otp's device framework; our factors (accounts.models.factors) replace its TOTP and
     # static plugins, which keep secrets in clear.
     "django_otp",
+    # Passkeys (WebAuthn) as a second factor on the same device framework; our views drive it
+    # (accounts.portal.passkeys), its own are not mounted.
+    "django_otp_webauthn",
     "axes",
     "auditlog",
     "identity",
@@ -263,6 +267,7 @@ PERSONAL_DATA_LIBRARY_MODELS = [
     "axes.AccessLog",
     "axes.AccessFailureLog",
     "sessions.Session",
+    "django_otp_webauthn.WebAuthnAttestation",
 ]
 # Where the deadline sweep sends its digest of overdue and due-soon requests (empty: admin only).
 PRIVACY_TEAM_EMAIL = env_str("PRIVACY_TEAM_EMAIL")
@@ -271,6 +276,12 @@ EXPORT_ROOT = env_str("EXPORT_ROOT", str(BASE_DIR / "var" / "exports"))
 EXPORT_LINK_DAYS = env_int("EXPORT_LINK_DAYS", 7, minimum=1)
 ERASURE_GRACE_DAYS = env_int("ERASURE_GRACE_DAYS", 7, minimum=0)
 STEP_UP_MAX_AGE_MINUTES = env_int("STEP_UP_MAX_AGE_MINUTES", 10, minimum=1)
+# Connected data systems (compliance.systems.sql): external databases described by dataset files,
+# reached by export and erasure with their own driver, never through DATABASES.
+STREAMING_DATABASE_URL = env_str("STREAMING_DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'streaming.sqlite3'}")
+CONNECTED_DATASETS = env_list(
+    "CONNECTED_DATASETS", [str(BASE_DIR / "compliance" / "systems" / "datasets" / "streaming_history.json")]
+)
 
 # --- Internationalisation -----------------------------------------------------------------------
 LANGUAGE_CODE = "en"
@@ -296,6 +307,23 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "privacy@localhost")
 # Where links in e-mails point (no trailing slash).
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+# --- Passkeys (django-otp-webauthn; README "Sign-in and the risk policy") --------------------------
+# A passkey is a second factor here: the password and the risk engine always run first.
+OTP_WEBAUTHN_ALLOW_PASSWORDLESS_LOGIN = False
+# The relying party id binds every passkey to a domain: changing it later strands them all. Unset:
+# the host of SITE_URL, and with DJANGO_DEBUG the host each request came to (e.g. localhost).
+WEBAUTHN_RP_ID = env_str("WEBAUTHN_RP_ID")
+WEBAUTHN_RP_NAME = env_str("WEBAUTHN_RP_NAME", "Identity")  # browsers show it when a passkey is made
+OTP_WEBAUTHN_RP_ID_CALLABLE = "accounts.portal.passkeys.relying_party_id"
+OTP_WEBAUTHN_RP_NAME = WEBAUTHN_RP_NAME
+OTP_WEBAUTHN_HELPER_CLASS = "accounts.portal.passkeys.PortalWebAuthnHelper"
+# Origins a ceremony may come from (https://, or http://localhost in development). Unset: the origin
+# of SITE_URL when it is https, else the development server's; with DJANGO_DEBUG also the request's.
+_site = urllib.parse.urlsplit(SITE_URL)
+OTP_WEBAUTHN_ALLOWED_ORIGINS = env_list("WEBAUTHN_ALLOWED_ORIGINS") or [
+    f"https://{_site.netloc}" if _site.scheme == "https" else "http://localhost:8000"
+]
 
 # --- Transport security (python manage.py check --deploy --fail-level WARNING passes) ------------
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)

@@ -12,6 +12,8 @@ urlpatterns = [
     path("api/v1/", include("compliance.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    # Passkey ceremonies under django-otp-webauthn's URL names, served by the portal's views.
+    path("webauthn/", include("accounts.portal.webauthn_urls")),
     path("", include("compliance.portal.urls")),
     path("", include("accounts.portal.urls")),
 ]

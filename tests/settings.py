@@ -5,6 +5,7 @@ DATABASE_URL and REDIS_URL pass through, so the same suite runs on SQLite and on
 
 import base64
 import os
+import tempfile
 
 os.environ.setdefault("DJANGO_DEBUG", "0")
 os.environ.setdefault("DJANGO_SECRET_KEY", base64.b64encode(os.urandom(48)).decode())
@@ -13,6 +14,12 @@ os.environ.setdefault("DJANGO_SECURE_SSL_REDIRECT", "0")
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", "test-1:" + base64.b64encode(os.urandom(32)).decode())
 os.environ.setdefault("BLIND_INDEX_KEY", base64.b64encode(os.urandom(32)).decode())
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
+# The connected streaming-history database (compliance/systems/sql.py): a throw-away file, never the
+# development one; CI points it at a second PostgreSQL database.
+os.environ.setdefault(
+    "STREAMING_DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='identity-streaming-')}/streaming.sqlite3"
+)
+os.environ.setdefault("EXPORT_ROOT", tempfile.mkdtemp(prefix="identity-exports-"))
 
 from identity.settings import *  # noqa: F403
 

@@ -10,13 +10,13 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 
-from accounts.services import sessions
+from accounts.services import factors, sessions
 from identity.crypto.blind import blind_index
 from identity.net import client_ip
 
@@ -64,6 +64,13 @@ def needs_step_up(request: HttpRequest) -> HttpResponse | None:
     return _redirect_with_next("portal:step-up", back)
 
 
+def adding_factor_needs_step_up(request: HttpRequest, user: Any) -> bool:
+    """Adding a factor to an account that has one needs that one, recently (as the API does)."""
+    return bool(factors.methods_for(user)) and not sessions.has_fresh_second_factor(
+        getattr(request, "auth_session", None)
+    )
+
+
 def step_up_required(view: View) -> View:
     @functools.wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -87,9 +94,20 @@ def too_many(request: HttpRequest, retry_after: int, *, status: int = 429) -> Ht
     return response
 
 
-def rate_limited(scope: str) -> Callable[[View], View]:
+def too_many_json(request: HttpRequest, retry_after: int) -> HttpResponse:
+    """The 429 of the passkey endpoints, in the JSON shape django-otp-webauthn's script shows."""
+    wait = max(retry_after, 1)
+    response = JsonResponse(
+        {"detail": f"Too many attempts. Wait {wait} seconds, then try again.", "code": "rate_limited"}, status=429
+    )
+    response["Retry-After"] = str(wait)
+    return response
+
+
+def rate_limited(scope: str, *, as_json: bool = False) -> Callable[[View], View]:
     """At most N POSTs a period from one address (fixed window in the cache, keyed by a blind
-    index of the IP so that the cache holds no address); then 429 with Retry-After."""
+    index of the IP so that the cache holds no address); then 429 with Retry-After (an HTML page,
+    or JSON for the endpoints that scripts call)."""
 
     def decorate(view: View) -> View:
         @functools.wraps(view)
@@ -108,7 +126,8 @@ def rate_limited(scope: str) -> Callable[[View], View]:
                 cache.set(key, 1, period)
                 count = 1
             if count > limit:
-                return too_many(request, (window + 1) * period - now)
+                wait = (window + 1) * period - now
+                return too_many_json(request, wait) if as_json else too_many(request, wait)
             return view(request, *args, **kwargs)
 
         return wrapper

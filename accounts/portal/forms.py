@@ -244,6 +244,15 @@ class SecondFactorForm(PortalForm):
             field.initial = choices[0][0]
 
 
+class PasskeyNameForm(PortalForm):
+    name = forms.CharField(
+        label="Name",
+        max_length=64,
+        help_text="Something you will recognise, such as “Work laptop” or “Phone”.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+
+
 class PasswordChangeForm(PortalForm):
     current_password = forms.CharField(
         label="Current password",

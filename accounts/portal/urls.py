@@ -24,6 +24,7 @@ urlpatterns = [
     path("account/security/totp", views.add_totp, name="totp-add"),
     path("account/security/totp/<int:factor_id>/confirm", views.confirm_totp, name="totp-confirm"),
     path("account/security/backup-codes", views.backup_codes, name="backup-codes"),
+    path("account/security/passkeys/<int:factor_id>", views.passkey_name, name="passkey-name"),
     path("account/security/<str:kind>/<int:factor_id>/remove", views.remove_factor, name="factor-remove"),
     path("account/sessions", views.sessions_view, name="sessions"),
     path("account/sessions/<uuid:session_id>/revoke", views.revoke_session, name="session-revoke"),

@@ -25,11 +25,13 @@ from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts.models import AuthSession, BackupCode, BackupCodeFactor, MfaChallenge, SecurityEvent, TotpFactor, User
 from accounts.notifications import not_me_token
 from accounts.portal import forms
 from accounts.portal.decorators import (
+    adding_factor_needs_step_up,
     needs_step_up,
     portal_login_required,
     rate_limited,
@@ -249,6 +251,8 @@ def sign_in_view(request: HttpRequest) -> HttpResponse:
 def _second_factor_page(
     request: HttpRequest, *, state: dict[str, Any], form: forms.SecondFactorForm, step_up: bool, status: int = 200
 ) -> HttpResponse:
+    # A passkey is used through its own ceremony (accounts.portal.passkeys), not the code form.
+    offers_passkey = "webauthn" in state["methods"]
     return _page(
         request,
         "second_factor.html",
@@ -259,6 +263,8 @@ def _second_factor_page(
             "offers_email": "email" in state["methods"],
             "email_sent": state.get("email_sent", False),
             "only_email": state["methods"] == ["email"],
+            "offers_passkey": offers_passkey,
+            "offers_code": any(method != "webauthn" for method in state["methods"]),
             "send_code_url": reverse("portal:step-up-send-code" if step_up else "portal:sign-in-send-code"),
             "next": state.get("next", ""),
             "section": "security" if step_up else "",
@@ -476,10 +482,18 @@ def security(request: HttpRequest) -> HttpResponse:
     totps = list(TotpFactor.objects.filter(user=user).order_by("pk"))
     backup = BackupCodeFactor.objects.filter(user=user, confirmed=True).first()
     remaining = BackupCode.objects.filter(factor=backup, used_at__isnull=True).count() if backup else 0
+    back_here = reverse("portal:security") + "#passkeys"
     return _page(
         request,
         "security.html",
         {
+            "passkeys": WebAuthnCredential.objects.filter(user=user, confirmed=True).order_by("pk"),
+            # The ceremony starts in the browser, so the step-up comes first, through a link.
+            "passkey_step_up_url": (
+                reverse("portal:step-up") + "?" + urllib.parse.urlencode({"next": back_here})
+                if adding_factor_needs_step_up(request, user)
+                else ""
+            ),
             "totps": [f for f in totps if f.confirmed],
             "pending": [f for f in totps if not f.confirmed],
             "backup": backup,
@@ -570,11 +584,13 @@ def backup_codes(request: HttpRequest) -> HttpResponse:
 @portal_login_required
 @require_http_methods(["GET", "POST"])
 def remove_factor(request: HttpRequest, kind: str, factor_id: int) -> HttpResponse:
-    factor: TotpFactor | BackupCodeFactor | None
+    factor: TotpFactor | BackupCodeFactor | WebAuthnCredential | None
     if kind == "totp":
         factor = TotpFactor.objects.filter(pk=factor_id, user=request.user).first()
     elif kind == "backup_code":
         factor = BackupCodeFactor.objects.filter(pk=factor_id, user=request.user).first()
+    elif kind == "webauthn":
+        factor = WebAuthnCredential.objects.filter(pk=factor_id, user=request.user).first()
     else:
         factor = None
     if factor is None:
@@ -588,6 +604,21 @@ def remove_factor(request: HttpRequest, kind: str, factor_id: int) -> HttpRespon
         messages.success(request, "Removed." if not factor.confirmed else f"“{factor.name}” is removed.")
         return redirect("portal:security")
     return _page(request, "remove_factor.html", {"factor": factor, "kind": kind, "section": "security"})
+
+
+@portal_login_required
+@require_http_methods(["GET", "POST"])
+def passkey_name(request: HttpRequest, factor_id: int) -> HttpResponse:
+    """Name a passkey (after adding it, or later): a label only, so no step-up."""
+    passkey = WebAuthnCredential.objects.filter(pk=factor_id, user=request.user).first()
+    if passkey is None:
+        raise Http404("No such passkey.")
+    form = forms.PasskeyNameForm(request.POST or None, initial={"name": passkey.name})
+    if request.method == "POST" and form.is_valid():
+        WebAuthnCredential.objects.filter(pk=passkey.pk).update(name=form.cleaned_data["name"])
+        messages.success(request, f"Your passkey is now called “{form.cleaned_data['name']}”.")
+        return redirect("portal:security")
+    return _page(request, "passkey_name.html", {"form": form, "passkey": passkey, "section": "security"})
 
 
 # -- sessions and activity ----------------------------------------------------------------------------

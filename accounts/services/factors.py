@@ -1,18 +1,24 @@
-"""Second factors: enrol and confirm TOTP, backup codes, remove a factor, verify a code.
+"""Second factors: enrol and confirm TOTP, backup codes, passkeys; remove a factor, verify a code.
 
 Throttling is per factor (django-otp's ThrottlingMixin: an exponential delay after each failure)
 with a hard stop after MFA_MAX_CONSECUTIVE_FAILURES; a success on one factor never counts as a
 failure on another (PITFALLS.md, django-otp #110/#186).
+
+Passkeys are django-otp-webauthn's ``WebAuthnCredential`` devices. Its helper (py_webauthn) checks
+the ceremonies: challenge, origin, RP id, signature and sign count; here they become factors like the
+others (recorded, audited, notified). They are offered on the web only: the API has no ceremony.
 """
 
 from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts.models import BackupCode, BackupCodeFactor, SecurityEvent, TotpFactor, User
 from accounts.notifications import notify
@@ -22,6 +28,7 @@ from compliance import audit
 
 BACKUP_CODE_COUNT = 10
 ISSUER = "Identity"
+PASSKEY_NAME_MAX = 64  # django-otp's Device.name
 
 
 class FactorError(Exception):
@@ -35,7 +42,7 @@ class Verification:
     ok: bool
     throttled: bool = False
     retry_after: int = 0
-    device: TotpFactor | BackupCodeFactor | None = None  # the factor that matched
+    device: TotpFactor | BackupCodeFactor | WebAuthnCredential | None = None  # the factor that matched
 
 
 def _allowed(device: TotpFactor | BackupCodeFactor) -> Verification | None:
@@ -142,12 +149,41 @@ def _verify_backup_code(user: User, code: str) -> Verification | None:
     return Verification(ok=False)
 
 
+# -- passkeys (WebAuthn) -------------------------------------------------------------------------
+
+
+@transaction.atomic
+def add_passkey(
+    *, user: User, helper: Any, state: dict[str, Any], data: dict[str, Any], name: str
+) -> WebAuthnCredential:
+    """Verify a registration ceremony and keep the passkey; recorded, audited and notified.
+
+    ``helper`` is django-otp-webauthn's ``WebAuthnHelper`` for the request; ``state`` is what its
+    ``register_begin`` returned (the challenge, single use) and ``data`` the browser's answer. py_webauthn
+    raises on a wrong challenge, origin or RP id, or a malformed key; nothing is kept then. Attestation
+    is "none": we need the key, not the make of the authenticator.
+    """
+    credential = helper.register_complete(user=user, state=state, data=data)
+    credential.name = name.strip()[:PASSKEY_NAME_MAX] or "Passkey"
+    credential.save(update_fields=["name"])
+    event = record_event(SecurityEvent.Kind.FACTOR_ADDED, user=user)
+    audit.record("accounts.mfa.passkey_added", actor=user, subject=user, data={"factor": credential.pk})
+    notify(user, "factor_added", event=event)
+    return credential
+
+
 # -- any factor ---------------------------------------------------------------------------------
 
 
-def methods_for(user: User) -> list[str]:
-    """The second factors a user can complete now, strongest first."""
+def methods_for(user: User, *, channel: str = "web") -> list[str]:
+    """The second factors a user can complete now on ``channel``, strongest first.
+
+    A passkey needs a WebAuthn ceremony, which only the portal has: "api" never offers one. "web"
+    (the default) lists every factor, so it also answers "has this user a second factor?".
+    """
     methods = []
+    if channel == "web" and WebAuthnCredential.objects.filter(user=user, confirmed=True).exists():
+        methods.append("webauthn")
     if TotpFactor.objects.filter(user=user, confirmed=True).exists():
         methods.append("totp")
     if BackupCode.objects.filter(factor__user=user, factor__confirmed=True, used_at__isnull=True).exists():
@@ -157,7 +193,8 @@ def methods_for(user: User) -> list[str]:
 
 @transaction.atomic
 def verify_factor(*, user: User, method: str, code: str) -> Verification:
-    """Check a TOTP or backup code against that factor only."""
+    """Check a TOTP or backup code against that factor only (a passkey has no code: see
+    ``accounts.services.signin.complete_mfa_with_device``)."""
     if method == "totp":
         results = [
             _verify_totp(f, code) for f in TotpFactor.objects.select_for_update().filter(user=user, confirmed=True)
@@ -180,6 +217,9 @@ def remove_factor(*, user: User, kind: str, factor_id: int) -> bool:
         deleted, _ = TotpFactor.objects.filter(pk=factor_id, user=user).delete()
     elif kind == "backup_code":
         deleted, _ = BackupCodeFactor.objects.filter(pk=factor_id, user=user).delete()
+    elif kind == "webauthn":
+        # The passkey stays on the listener's authenticator but can no longer sign anything in.
+        deleted, _ = WebAuthnCredential.objects.filter(pk=factor_id, user=user).delete()
     else:
         return False
     if deleted:

@@ -17,6 +17,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django_otp_webauthn.models import WebAuthnCredential
 
 from accounts.lockout import ACCOUNT_ATTRIBUTE
 from accounts.models import AuthSession, KnownDevice, MfaChallenge, SecurityAlert, SecurityEvent, User
@@ -203,6 +204,7 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
             purpose=MfaChallenge.Purpose.SIGNIN,
             assessment=assessment,
             context={**context, "device_id": client.device_id},
+            channel=channel,
         )
         record_event(SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, context=context)
         return SignInResult("mfa_required", mfa_token=token, methods=methods, assessment=assessment, user=user)
@@ -240,10 +242,17 @@ def open_challenge(
     assessment: Assessment | None,
     context: dict[str, Any],
     session: Any = None,
+    channel: str | None = None,
 ) -> tuple[str, list[str]]:
-    """A single-use ``mfa_token`` and the methods this user can complete, for a few minutes."""
+    """A single-use ``mfa_token`` and the methods this user can complete, for a few minutes.
+
+    The methods depend on the channel ("web" offers passkeys, "api" cannot): a sign-in names it, a
+    step-up follows its session's kind.
+    """
+    if channel is None:
+        channel = "web" if session is not None and session.kind == AuthSession.Kind.WEB else "api"
     token = new_token("imm")
-    methods = methods_for(user) or ["email"]
+    methods = methods_for(user, channel=channel) or ["email"]
     MfaChallenge.objects.create(
         token_hash=token_digest(token),
         user=user,
@@ -313,9 +322,53 @@ def complete_mfa(
     return outcome
 
 
+def complete_mfa_with_device(
+    *, request: HttpRequest, mfa_token: str, device: WebAuthnCredential, channel: str = "web"
+) -> IssuedTokens | AuthSession:
+    """Complete a challenge with a passkey whose WebAuthn assertion was already verified.
+
+    django-otp-webauthn checked the assertion against this challenge's user (challenge, origin, RP id,
+    signature, sign count); the rest is ``complete_mfa``'s success path: the device remembered, the
+    session started (or stepped up) with django-otp marking it verified, the event and the audit
+    record. Only web challenges offer passkeys, so an "api" one refuses it. Raises MfaError.
+    """
+    if not isinstance(device, WebAuthnCredential):
+        raise TypeError("only a passkey is verified before the challenge sees it")
+    outcome = _complete_mfa(
+        request=request, mfa_token=mfa_token, method="webauthn", code="", channel=channel, verified=device
+    )
+    if isinstance(outcome, MfaError):
+        raise outcome
+    return outcome
+
+
+@transaction.atomic
+def record_mfa_failure(*, mfa_token: str) -> None:
+    """A passkey ceremony that failed (a bad signature, a replayed or cloned sign count, someone
+    else's passkey) counts against the challenge like a wrong code and is recorded as one."""
+    try:
+        challenge = _open_challenge_for_update(mfa_token)
+    except MfaError:
+        return
+    context = challenge.context if isinstance(challenge.context, dict) else {}
+    _count_failure(challenge, context, _indexes_from_context(context, challenge.user.email_index))
+
+
+def _count_failure(challenge: MfaChallenge, context: dict[str, Any], idx: Indexes) -> None:
+    challenge.attempts += 1
+    challenge.save(update_fields=["attempts"])
+    record_event(SecurityEvent.Kind.MFA_FAILED, user=challenge.user, idx=idx, context=context)
+
+
 @transaction.atomic
 def _complete_mfa(
-    *, request: HttpRequest | None, mfa_token: str, method: str, code: str, channel: str
+    *,
+    request: HttpRequest | None,
+    mfa_token: str,
+    method: str,
+    code: str,
+    channel: str,
+    verified: WebAuthnCredential | None = None,
 ) -> IssuedTokens | AuthSession | MfaError:
     try:
         challenge = _open_challenge_for_update(mfa_token)
@@ -325,24 +378,28 @@ def _complete_mfa(
     context = challenge.context if isinstance(challenge.context, dict) else {}
     idx = _indexes_from_context(context, user.email_index)
     if method not in challenge.methods:
-        return MfaError("mfa_invalid", f"method {method!r} is not offered for this sign-in")
+        hint = " (passkeys work in the web portal only)" if method == "webauthn" else ""
+        return MfaError("mfa_invalid", f"method {method!r} is not offered for this sign-in{hint}")
+    if method == "webauthn" and verified is None:
+        return MfaError("mfa_invalid", "a passkey is checked by its WebAuthn ceremony in the browser, not with a code")
     if challenge.attempts >= settings.MFA_CHALLENGE_MAX_ATTEMPTS:
         challenge.used_at = timezone.now()
         challenge.save(update_fields=["used_at"])
         return MfaError("mfa_invalid", "too many wrong codes; sign in again")
 
-    result = (
-        _verify_email_code(challenge, code) if method == "email" else verify_factor(user=user, method=method, code=code)
-    )
+    if verified is not None:
+        result = Verification(ok=verified.user_id == user.pk and bool(verified.confirmed), device=verified)
+    elif method == "email":
+        result = _verify_email_code(challenge, code)
+    else:
+        result = verify_factor(user=user, method=method, code=code)
     if result.throttled:
         return MfaError(
             "rate_limited", "too many wrong codes for this factor; wait and try again", retry_after=result.retry_after
         )
     if not result.ok:
-        challenge.attempts += 1
-        challenge.save(update_fields=["attempts"])
-        record_event(SecurityEvent.Kind.MFA_FAILED, user=user, idx=idx, context=context)
-        return MfaError("mfa_invalid", "the code is not valid")
+        _count_failure(challenge, context, idx)
+        return MfaError("mfa_invalid", "the code is not valid" if verified is None else "the passkey is not valid")
 
     now = timezone.now()
     challenge.used_at = now

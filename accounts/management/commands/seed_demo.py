@@ -19,6 +19,7 @@ from accounts.models import TotpFactor, User
 from accounts.services.factors import otpauth_uri, start_totp
 from compliance import audit
 from compliance.dsr.services import submit_request
+from compliance.systems.streaming_demo import seed_demo_listener
 
 DEMO_PASSWORD = "demo-listener-passphrase-2026"  # noqa: S105 (demo only; the command refuses production)
 STAFF_PASSWORD = "demo-staff-passphrase-2026"  # noqa: S105
@@ -81,6 +82,10 @@ class Command(BaseCommand):
         listener = User.objects.with_email(PERSONAS[0]["email"]).get()
         for factor in TotpFactor.objects.filter(user=listener, confirmed=True):
             self.stdout.write(f"  listener TOTP (add to an authenticator app): {otpauth_uri(factor)}")
+        # The listener's history in the connected streaming database (issue #4); quiet when it is not connected.
+        streaming = seed_demo_listener(str(listener.pk))
+        if streaming:
+            self.stdout.write(streaming)
 
     def _ensure(self, persona: dict[str, Any], officers: Group) -> None:
         user = User.objects.with_email(persona["email"]).first()
