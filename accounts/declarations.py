@@ -95,7 +95,7 @@ def declare_account_models() -> None:
     }
     for label, retention in (
         ("axes.AccessAttempt", "until the cool-off ends or the next successful sign-in"),
-        ("axes.AccessLog", "90 days (sign-in history shown to the listener)"),
+        ("axes.AccessLog", "disabled (AXES_DISABLE_ACCESS_LOG = True): it would store the e-mail in clear"),
         ("axes.AccessFailureLog", "disabled (AXES_ENABLE_ACCESS_FAILURE_LOG = False)"),
     ):
         declare(

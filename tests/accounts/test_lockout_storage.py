@@ -47,3 +47,18 @@ def test_lockout_after_the_failure_limit(client, alice, settings) -> None:  # ty
     assert statuses[-1] == 429
     # Another IP for the same account is counted separately (account-and-IP pairs).
     assert failed_admin_login(client, "alice@example.test", "198.51.100.99").status_code == 200
+
+
+def test_a_successful_sign_in_leaves_no_plaintext_in_axes(alice) -> None:  # type: ignore[no-untyped-def]
+    """axes logs successful sign-ins with user.get_username() (the e-mail): that log is off."""
+    from axes.models import AccessLog
+    from rest_framework.test import APIClient
+
+    from tests.accounts.api_helpers import login
+
+    assert login(APIClient(), "alice@example.test").status_code == 200
+    assert not AccessLog.objects.exists()
+    with connection.cursor() as cursor:
+        for table in ("axes_accesslog", "axes_accessattempt", "axes_accessfailurelog"):
+            cursor.execute(f"SELECT * FROM {table}")
+            assert "alice" not in repr(cursor.fetchall()).lower()
