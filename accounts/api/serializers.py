@@ -196,7 +196,7 @@ class SecurityEventOutput(serializers.Serializer):  # type: ignore[type-arg]
 
 class FactorOutput(serializers.Serializer):  # type: ignore[type-arg]
     id = serializers.CharField()
-    type = serializers.ChoiceField(choices=["totp", "backup_code"])
+    type = serializers.ChoiceField(choices=["totp", "backup_code", "webauthn"])
     name = serializers.CharField()
     confirmed = serializers.BooleanField()
 

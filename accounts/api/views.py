@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django_otp_webauthn.models import WebAuthnCredential
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers as drf_serializers
 from rest_framework import status
@@ -352,7 +353,7 @@ def _factor_id(kind: str, pk: int) -> str:
 
 def _parse_factor_id(value: str) -> tuple[str, int]:
     kind, _, pk = value.rpartition("-")
-    if kind not in {"totp", "backup_code"} or not pk.isdigit():
+    if kind not in {"totp", "backup_code", "webauthn"} or not pk.isdigit():
         raise Problem(404, "not_found", "No such factor.")
     return kind, int(pk)
 
@@ -360,13 +361,21 @@ def _parse_factor_id(value: str) -> tuple[str, int]:
 class FactorsApi(APIView):
     @extend_schema(responses={200: s.FactorOutput(many=True)}, tags=["mfa"])
     def get(self, request: Request) -> Response:
-        out = [
-            {"id": _factor_id("totp", f.pk), "type": "totp", "name": f.name, "confirmed": f.confirmed}
-            for f in TotpFactor.objects.filter(user=request.user).order_by("pk")
-        ] + [
-            {"id": _factor_id("backup_code", f.pk), "type": "backup_code", "name": f.name, "confirmed": f.confirmed}
-            for f in BackupCodeFactor.objects.filter(user=request.user).order_by("pk")
-        ]
+        out = (
+            [
+                {"id": _factor_id("totp", f.pk), "type": "totp", "name": f.name, "confirmed": f.confirmed}
+                for f in TotpFactor.objects.filter(user=request.user).order_by("pk")
+            ]
+            + [
+                {"id": _factor_id("backup_code", f.pk), "type": "backup_code", "name": f.name, "confirmed": f.confirmed}
+                for f in BackupCodeFactor.objects.filter(user=request.user).order_by("pk")
+            ]
+            + [
+                # Passkeys are made and used on the portal; the app lists them and can remove them.
+                {"id": _factor_id("webauthn", f.pk), "type": "webauthn", "name": f.name, "confirmed": f.confirmed}
+                for f in WebAuthnCredential.objects.filter(user=request.user).order_by("pk")
+            ]
+        )
         return Response(s.FactorOutput(out, many=True).data)
 
     @extend_schema(
@@ -428,7 +437,7 @@ class DeleteFactorApi(APIView):
     @extend_schema(responses={204: None, 403: PROBLEM, 404: PROBLEM}, tags=["mfa"])
     def delete(self, request: Request, factor_id: str) -> Response:
         kind, pk = _parse_factor_id(factor_id)
-        model = TotpFactor if kind == "totp" else BackupCodeFactor
+        model = {"totp": TotpFactor, "backup_code": BackupCodeFactor, "webauthn": WebAuthnCredential}[kind]
         if not model.objects.filter(pk=pk, user=request.user).exists():
             raise Problem(404, "not_found", "No such factor.")
         require_step_up(request)

@@ -572,3 +572,23 @@ def test_the_default_origins_follow_site_url() -> None:
             check=True,
         )
         assert out.stdout.strip() == expected
+
+
+def test_the_app_lists_passkeys_and_removes_one_after_step_up(alice) -> None:  # type: ignore[no-untyped-def]
+    """CONTRACT.md Account: GET/DELETE /api/v1/mfa/devices cover every factor, passkeys included."""
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from accounts.models import AuthSession
+    from tests.accounts.api_helpers import assert_problem, bearer, login
+
+    credential, _ = enrol_passkey(alice, name="Laptop")
+    api = APIClient()
+    tokens = login(api, "alice@example.test").json()
+    bearer(api, tokens["access"])
+    listed = api.get("/api/v1/mfa/devices").json()
+    assert {"id": f"webauthn-{credential.pk}", "type": "webauthn", "name": "Laptop", "confirmed": True} in listed
+    assert_problem(api.delete(f"/api/v1/mfa/devices/webauthn-{credential.pk}"), 403, "step_up_required")
+    AuthSession.objects.filter(pk=tokens["session_id"]).update(mfa_at=timezone.now())
+    assert api.delete(f"/api/v1/mfa/devices/webauthn-{credential.pk}").status_code == 204
+    assert not WebAuthnCredential.objects.filter(pk=credential.pk).exists()
