@@ -43,6 +43,10 @@ def systems() -> list[DataSystem]:
         from compliance.systems.sql import load_systems
 
         found.extend(load_systems())
+    if getattr(settings, "CONNECTED_SERVICES", None):
+        from compliance.systems.webhooks import load_services
+
+        found.extend(load_services())
     return found
 
 
@@ -108,9 +112,13 @@ def _claim(run_id: int) -> SystemRun | None:
         return run
 
 
-def execute(run: SystemRun) -> None:
+def execute(run: SystemRun) -> bool:
+    """Do a run's work; False when it now waits for an external service's callback."""
     system = system_named(run.system)
     subject = subject_of(run.request)
+    if getattr(system, "asynchronous", False):
+        system.dispatch(run_id=run.pk, request_id=str(run.request_id), action=run.action, subject=subject)  # type: ignore[attr-defined]
+        return False
     if run.action == SystemRun.Action.EXPORT:
         run.counts = exports.write_parts(run.request.pk, system.name, subject.data_key_id, system.export(subject))
     else:
@@ -120,6 +128,7 @@ def execute(run: SystemRun) -> None:
             {"source": k.source, "count": k.count, "exception": k.exception, "minimised_to": list(k.minimised_to)}
             for k in result.kept
         ]
+    return True
 
 
 @shared_task(bind=True, max_retries=MAX_ATTEMPTS, acks_late=True, reject_on_worker_lost=True)
@@ -128,7 +137,7 @@ def run_system(self: Any, run_id: int) -> str:
     if run is None:
         return "already done"
     try:
-        execute(run)
+        finished = execute(run)
     except Exception as exc:
         # The class and a redacted message: values must never reach the run's record or the logs.
         message = redact(f"{type(exc).__name__}: {exc}")[:300]
@@ -140,6 +149,9 @@ def run_system(self: Any, run_id: int) -> str:
         if gave_up:
             return "gave up"
         raise self.retry(exc=exc, countdown=min(600, 15 * 2**run.attempts)) from exc
+    if not finished:
+        SystemRun.objects.filter(pk=run.pk).update(status=SystemRun.Status.WAITING, last_error="")
+        return "waiting for the service"
     SystemRun.objects.filter(pk=run.pk).update(
         status=SystemRun.Status.DONE, finished_at=timezone.now(), counts=run.counts, kept=run.kept, last_error=""
     )
@@ -273,3 +285,51 @@ def evidence_for(request: PrivacyRequest, runs: list[SystemRun], extra: dict[str
         },
         **(extra or {}),
     }
+
+
+class CallbackRefused(ValueError):
+    pass
+
+
+def complete_from_callback(*, system_name: str, data: dict[str, Any]) -> SystemRun:
+    """Finish a run with what an external service reported (compliance.systems.webhooks). Idempotent."""
+    from compliance.systems.base import Record
+
+    with transaction.atomic():
+        run = (
+            SystemRun.objects.select_for_update(of=("self",))
+            .select_related("request", "request__subject")
+            .filter(pk=data["run"], system=system_name)
+            .first()
+        )
+        if run is None:
+            raise CallbackRefused("no such run for this service")
+        if run.status == SystemRun.Status.DONE:
+            return run
+        if run.status != SystemRun.Status.WAITING:
+            raise CallbackRefused(f"the run is {run.status}, not waiting for a callback")
+        if data["status"] == "failed":
+            run.status = SystemRun.Status.FAILED
+            run.last_error = redact(str(data.get("error", "the service reported a failure")))[:300]
+            run.save(update_fields=["status", "last_error"])
+            transaction.on_commit(lambda: run_system.apply_async(args=[run.pk], countdown=60))
+            return run
+        if run.action == SystemRun.Action.EXPORT:
+            subject = subject_of(run.request)
+            records = (
+                Record(
+                    category=str(r["category"]),
+                    source=f"{system_name}.{r.get('source', 'records')}",
+                    values=dict(r.get("values", {})),
+                )
+                for r in data.get("records", [])
+            )
+            run.counts = exports.write_parts(run.request.pk, system_name, subject.data_key_id, records)
+        else:
+            run.counts = {str(k): int(v) for k, v in dict(data.get("counts", {})).items()}
+            run.kept = list(data.get("kept", []))
+            run.read_back = {str(k): int(v) for k, v in dict(data.get("read_back", {})).items()}
+        run.status, run.finished_at, run.last_error = SystemRun.Status.DONE, timezone.now(), ""
+        run.save(update_fields=["status", "finished_at", "last_error", "counts", "kept", "read_back"])
+    finish_if_complete(run.request_id)
+    return run

@@ -207,6 +207,7 @@ class SystemRun(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
         RUNNING = "running", "running"
+        WAITING = "waiting", "waiting for the service's callback"
         DONE = "done", "done"
         FAILED = "failed", "failed (will retry)"
         GAVE_UP = "gave_up", "failed (needs an officer)"

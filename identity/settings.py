@@ -6,6 +6,7 @@ message that names it. A git-ignored ``.env`` in the project root is read first,
 
 from __future__ import annotations
 
+import json
 import urllib.parse
 from pathlib import Path
 
@@ -282,6 +283,9 @@ STEP_UP_MAX_AGE_MINUTES = env_int("STEP_UP_MAX_AGE_MINUTES", 10, minimum=1)
 # Connected data systems (compliance.systems.sql): external databases described by dataset files,
 # reached by export and erasure with their own driver, never through DATABASES.
 STREAMING_DATABASE_URL = env_str("STREAMING_DATABASE_URL", f"sqlite:///{BASE_DIR / 'var' / 'streaming.sqlite3'}")
+# External services reached by signed webhook (compliance.systems.webhooks): a JSON list of
+# {"name", "url", "secret_env", "purpose", "categories"}.
+CONNECTED_SERVICES = json.loads(env_str("CONNECTED_SERVICES_JSON", "[]"))
 CONNECTED_DATASETS = env_list(
     "CONNECTED_DATASETS", [str(BASE_DIR / "compliance" / "systems" / "datasets" / "streaming_history.json")]
 )

@@ -9,4 +9,5 @@ urlpatterns = [
     path("privacy/requests/<uuid:request_id>", views.PrivacyRequestApi.as_view(), name="request"),
     path("privacy/requests/<uuid:request_id>/cancel", views.CancelPrivacyRequestApi.as_view(), name="cancel"),
     path("privacy/requests/<uuid:request_id>/download", views.DownloadExportApi.as_view(), name="download"),
+    path("privacy/callbacks/<str:service>", views.ServiceCallbackApi.as_view(), name="service-callback"),
 ]

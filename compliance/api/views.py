@@ -168,3 +168,39 @@ def stream_export(found: PrivacyRequest, export: Any, *, actor: Any) -> Streamin
     response["Content-Disposition"] = f'attachment; filename="my-data-{found.received_on.isoformat()}.zip"'
     response["Cache-Control"] = "no-store"
     return response
+
+
+class ServiceCallbackApi(APIView):
+    """Where an external service reports a run's result (compliance.systems.webhooks): HMAC-signed,
+    at most five minutes old, each signature accepted once."""
+
+    permission_classes: list[Any] = []
+    authentication_classes: list[Any] = []
+
+    @extend_schema(request=None, responses={204: None, 403: PROBLEM, 404: PROBLEM, 409: PROBLEM}, tags=["privacy"])
+    def post(self, request: Request, service: str) -> Response:
+        from django.core.cache import cache
+
+        from compliance.fulfilment import CallbackRefused, complete_from_callback
+        from compliance.systems import webhooks
+
+        config = next((c for c in webhooks.configured_services() if c.name == service), None)
+        if config is None:
+            raise Problem(404, "not_found", "No such service.")
+        body = request.body
+        timestamp = request.headers.get("X-Signature-Timestamp", "")
+        signature = request.headers.get("X-Signature-SHA256", "")
+        if not webhooks.verify(config.secret, timestamp, body, signature):
+            raise Problem(403, "bad_signature", "The signature is missing, wrong or too old.")
+        if not cache.add(f"privacy-callback:{signature}", 1, timeout=2 * webhooks.MAX_SKEW_SECONDS):
+            raise Problem(409, "replayed", "This callback was already received.")
+        try:
+            data = webhooks.parse_callback(body)
+            complete_from_callback(system_name=service, data=data)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Problem(
+                400,
+                "validation_error",
+                str(exc) if isinstance(exc, CallbackRefused) else "The callback body is not valid.",
+            ) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)

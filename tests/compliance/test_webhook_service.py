@@ -1,0 +1,157 @@
+"""External services as data systems: a signed webhook out, a signed callback back.
+
+Requirement: issue #4 "external services get a signed webhook (HMAC, timestamp, replay-protected)
+and report back on a callback endpoint"; "The request completes only when every system has reported".
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import time_machine
+from rest_framework.test import APIClient
+
+from compliance import exports, fulfilment
+from compliance.dsr import services
+from compliance.models import ExportFile, PrivacyRequest, SystemRun
+from compliance.systems import webhooks
+
+pytestmark = pytest.mark.django_db
+
+SECRET = "s3cret-shared-with-the-recommendation-service"
+
+
+@pytest.fixture
+def service(tmp_path: Path, settings, monkeypatch) -> Iterator[list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append({"body": body, "headers": dict(self.headers)})
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("RECS_SECRET", SECRET)
+    settings.EXPORT_ROOT = str(tmp_path / "exports")
+    settings.CONNECTED_DATASETS = []
+    settings.CONNECTED_SERVICES = [
+        {
+            "name": "recommendations",
+            "url": f"http://127.0.0.1:{server.server_port}/privacy",
+            "secret_env": "RECS_SECRET",
+            "purpose": "personalised recommendations",
+            "categories": ["usage"],
+        }
+    ]
+    try:
+        yield received
+    finally:
+        server.shutdown()
+
+
+def callback(data: dict[str, Any], *, secret: str = SECRET, timestamp: int | None = None) -> Any:
+    body = json.dumps(data).encode()
+    stamp = str(timestamp or int(time.time()))
+    return APIClient().generic(
+        "POST",
+        "/api/v1/privacy/callbacks/recommendations",
+        body,
+        content_type="application/json",
+        HTTP_X_SIGNATURE_TIMESTAMP=stamp,
+        HTTP_X_SIGNATURE_SHA256=webhooks.sign(secret.encode(), stamp, body),
+    )
+
+
+def start(user, kind: str, django_capture_on_commit_callbacks) -> PrivacyRequest:  # type: ignore[no-untyped-def]
+    request = services.submit_request(
+        subject=user, kind=kind, channel="api", actor=user, verification="session+mfa"
+    ).request
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=8 if kind == "erasure" else 0)
+    with time_machine.travel(later), django_capture_on_commit_callbacks(execute=True):
+        fulfilment.start_fulfilment(request=request, actor="system:officer")
+    return request
+
+
+def test_an_export_waits_for_the_service_and_includes_what_it_sends(
+    service, alice, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    request = start(alice, "access", django_capture_on_commit_callbacks)
+    (delivery,) = service
+    body, headers = delivery["body"], delivery["headers"]
+    assert webhooks.verify(SECRET.encode(), headers["X-Signature-Timestamp"], body, headers["X-Signature-Sha256"])
+    sent = json.loads(body)
+    assert sent["action"] == "export" and sent["subject"] == {"user_id": str(alice.pk)}
+    assert headers["Idempotency-Key"] == f"run-{sent['run']}"
+    assert PrivacyRequest.objects.get(pk=request.pk).status == "in_progress"
+    assert SystemRun.objects.get(pk=sent["run"]).status == "waiting"
+
+    answer = {
+        "run": sent["run"],
+        "status": "done",
+        "records": [{"category": "usage", "source": "profile", "values": {"favourite_genre": "jazz"}}],
+    }
+    assert callback(answer).status_code == 204
+    assert callback(answer).status_code == 409  # the same signed callback twice: a replay
+    request.refresh_from_db()
+    assert request.status == "completed"
+    export = ExportFile.objects.get(request=request)
+    data = b"".join(exports.read_encrypted(Path(export.path), context=f"compliance.export.{request.pk}"))
+    usage = json.loads(zipfile.ZipFile(io.BytesIO(data)).read("usage.json"))
+    assert {"source": "recommendations.profile", "values": {"favourite_genre": "jazz"}} in usage
+
+
+def test_an_erasure_completes_only_when_the_service_reports(service, alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    request = start(alice, "erasure", django_capture_on_commit_callbacks)
+    sent = json.loads(service[0]["body"])
+    assert PrivacyRequest.objects.get(pk=request.pk).status == "in_progress"
+    assert (
+        callback(
+            {
+                "run": sent["run"],
+                "status": "done",
+                "counts": {"profiles": 1, "signals": 240},
+                "read_back": {"profiles": 0, "signals": 0},
+            }
+        ).status_code
+        == 204
+    )
+    request.refresh_from_db()
+    assert request.status == "completed" and request.evidence["read_back"]["recommendations"] == {
+        "profiles": 0,
+        "signals": 0,
+    }
+    assert {
+        "system": "recommendations",
+        "action": "erase",
+        "status": "done",
+        "attempts": 1,
+        "counts": {"profiles": 1, "signals": 240},
+        "kept": [],
+    } in request.evidence["systems"]
+
+
+def test_callbacks_that_are_not_genuine_are_refused(service, alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    start(alice, "access", django_capture_on_commit_callbacks)
+    run = json.loads(service[0]["body"])["run"]
+    answer = {"run": run, "status": "done", "records": []}
+    assert callback(answer, secret="guessed").status_code == 403
+    assert callback(answer, timestamp=int(time.time()) - 3600).status_code == 403  # stale
+    assert callback({"run": run + 999, "status": "done"}).status_code == 400
+    assert callback({"status": "done"}).status_code == 400
+    assert SystemRun.objects.get(pk=run).status == "waiting"
