@@ -34,8 +34,11 @@ lint: install
 	$(VENV)/bin/mypy identity accounts compliance
 	$(PY) manage.py makemigrations --check --dry-run --settings=tests.settings
 
+## make bench: field encryption, then sign-in and GET /me under gunicorn (docs/benchmarks.md);
+## SQLite without DATABASE_URL, PostgreSQL with it. BENCH_ARGS and SIGNIN_BENCH_ARGS pass options.
 bench: install
 	$(PY) -m tests.benchmarks.run $(BENCH_ARGS)
+	$(PY) -m tests.benchmarks.signin $(SIGNIN_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
