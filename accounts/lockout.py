@@ -15,6 +15,7 @@ import ipaddress
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest
 
 from identity.crypto.blind import email_index
@@ -40,10 +41,19 @@ def cooloff_time(request: HttpRequest | None = None) -> datetime.timedelta:
     account = getattr(request, ACCOUNT_ATTRIBUTE, "") if request is not None else ""
     if not account:
         return base
-    episodes = SecurityEvent.objects.filter(
-        kind=SecurityEvent.Kind.LOCKED_OUT, account_index=account, occurred_at__gte=timezone.now() - MAX_COOLOFF
-    ).count()
-    return min(base * 2 ** max(episodes - 1, 0), MAX_COOLOFF)
+    # axes asks on every sign-in, twice: the count is cached, and refreshed when a lockout is recorded.
+    key = episodes_cache_key(account)
+    episodes = cache.get(key)
+    if episodes is None:
+        episodes = SecurityEvent.objects.filter(
+            kind=SecurityEvent.Kind.LOCKED_OUT, account_index=account, occurred_at__gte=timezone.now() - MAX_COOLOFF
+        ).count()
+        cache.set(key, episodes, timeout=300)
+    return min(base * 2 ** max(int(episodes) - 1, 0), MAX_COOLOFF)
+
+
+def episodes_cache_key(account_index: str) -> str:
+    return f"accounts:lockout-episodes:{account_index}"
 
 
 def username_key(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:

@@ -351,3 +351,17 @@ def test_lockout_behind_a_proxy_counts_the_client_not_the_proxy(api, alice, sett
     assert_problem(via_proxy("89.160.20.10"), 429, "locked_out")
     # Another client behind the same proxy is not locked out.
     assert via_proxy("81.2.69.10").status_code == 200
+
+
+def test_a_successful_sign_in_clears_the_pairs_failures(api, alice, settings) -> None:  # type: ignore[no-untyped-def]
+    from axes.models import AccessAttempt
+
+    settings.AXES_FAILURE_LIMIT = 3
+    for _ in range(2):
+        login(api, "alice@example.test", "wrong password number one")
+    assert AccessAttempt.objects.get().failures_since_start == 2
+    assert login(api, "alice@example.test").status_code == 200
+    assert not AccessAttempt.objects.exists()
+    for _ in range(2):  # two more failures do not lock: the count started again
+        login(api, "alice@example.test", "wrong password number two")
+    assert login(api, "alice@example.test").status_code == 200
