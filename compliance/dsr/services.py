@@ -119,6 +119,9 @@ def submit_request(
         request.status = S.VERIFIED
         request.verified_at = now
         request.verification_method = verification
+    review_reason = frequency_review_reason(subject, kind, now)
+    if review_reason and request.status == S.VERIFIED:
+        request.status = S.AWAITING_REVIEW  # an officer decides: answer, charge (GDPR) or decline
     if kind == K.ERASURE:
         request.execute_after = now + datetime.timedelta(days=settings.ERASURE_GRACE_DAYS)
     request.save(force_insert=True)
@@ -133,11 +136,33 @@ def submit_request(
             "jurisdiction": j.code,
             "due_on": request.due_on.isoformat(),
             "verification": verification or "pending",
+            "review": review_reason,
         },
         ip=ip,
     )
     notices.send(request, "acknowledgement")
     return Submission(request, created=True)
+
+
+KNOW_KINDS = frozenset({K.ACCESS, K.ACCESS_CATEGORIES, K.PORTABILITY})
+
+
+def frequency_review_reason(subject: Any, kind: str, now: datetime.datetime) -> str:
+    """Why a request to know goes to an officer first, or "" (REGULATIONS.md C-08: a business need
+    not answer more than twice in 12 months; G-14: manifestly excessive, in particular repetitive,
+    requests may be refused or charged, with the burden of proof on the controller)."""
+    if kind not in KNOW_KINDS:
+        return ""
+    earlier = (
+        PrivacyRequest.objects.filter(
+            subject=subject, kind__in=KNOW_KINDS, received_at__gte=now - datetime.timedelta(days=365)
+        )
+        .exclude(status__in=(S.CANCELLED, S.DENIED))
+        .count()
+    )
+    if earlier >= 2:
+        return f"C-08/G-14: {earlier + 1} requests to know in 12 months; an officer may answer, charge or decline"
+    return ""
 
 
 def _transition(request: PrivacyRequest, wanted: str) -> None:

@@ -156,3 +156,39 @@ def test_ccpa_clock_does_not_pause_c07(charlie, bob) -> None:  # type: ignore[no
     with time_machine.travel(datetime.datetime(2026, 2, 20, 9, 0, tzinfo=datetime.UTC)):
         verified = services.verify_request(request=request, method="matched account e-mail", actor=bob)
     assert verified.due_on == datetime.date(2026, 3, 16)  # received + 44: unmoved
+
+
+def test_a_third_request_to_know_in_12_months_goes_to_an_officer_c08(alice, bob) -> None:  # type: ignore[no-untyped-def]
+    first = submit(alice, kind="access")
+    PrivacyRequest.objects.filter(pk=first.pk).update(status="completed")
+    second = services.submit_request(
+        subject=alice,
+        kind="portability",
+        channel="api",
+        actor=alice,
+        verification="session+mfa",
+        received_at=RECEIVED + datetime.timedelta(days=30),
+    ).request
+    PrivacyRequest.objects.filter(pk=second.pk).update(status="completed")
+    third = services.submit_request(
+        subject=alice,
+        kind="access",
+        channel="api",
+        actor=alice,
+        verification="session+mfa",
+        received_at=RECEIVED + datetime.timedelta(days=60),
+    ).request
+    assert (second.status, third.status) == ("verified", "awaiting_review")
+    event = AuditEvent.objects.filter(action="compliance.dsr.received").order_by("-id").first()
+    from compliance.audit import read_payload
+
+    assert "C-08" in read_payload(event)["data"]["review"]  # type: ignore[index]
+    objection = services.submit_request(
+        subject=alice,
+        kind="objection",
+        channel="api",
+        actor=alice,
+        verification="session",
+        received_at=RECEIVED + datetime.timedelta(days=70),
+    ).request
+    assert objection.status == "verified"  # other rights are not limited
