@@ -40,6 +40,8 @@ def test_seed_demo_creates_personas_once_and_prints_logins(settings) -> None:  #
         "rectification",
     ]
     assert officer.has_perm("compliance.change_privacyrequest")
+    assert TotpFactor.objects.filter(user=officer, confirmed=True).count() == 1  # staff reach the admin only with one
+    assert text.count("otpauth://totp/") == 3
 
 
 def test_seed_demo_refuses_to_run_with_debug_off(settings) -> None:  # type: ignore[no-untyped-def]

@@ -79,9 +79,12 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000/admin/ for staff):"))
         for persona in PERSONAS:
             self.stdout.write(f"  {persona['role']:<16} {persona['email']:<26} {persona['password']}")
+        self.stdout.write("Second factors (add each to an authenticator app; staff need theirs for the admin):")
+        for persona in PERSONAS:
+            user = User.objects.with_email(persona["email"]).get()
+            for factor in TotpFactor.objects.filter(user=user, confirmed=True):
+                self.stdout.write(f"  {persona['role']:<16} {otpauth_uri(factor)}")
         listener = User.objects.with_email(PERSONAS[0]["email"]).get()
-        for factor in TotpFactor.objects.filter(user=listener, confirmed=True):
-            self.stdout.write(f"  listener TOTP (add to an authenticator app): {otpauth_uri(factor)}")
         # The listener's history in the connected streaming database (issue #4); quiet when it is not connected.
         streaming = seed_demo_listener(str(listener.pk))
         if streaming:
@@ -104,10 +107,11 @@ class Command(BaseCommand):
         )
         if role == "privacy officer":
             user.groups.add(officers)
+        # Everyone gets a second factor: the admin accepts staff only after one (django-otp).
+        factor = start_totp(user=user, name=f"Demo {role}")
+        factor.confirmed = True
+        factor.save(update_fields=["confirmed"])
         if role == "listener":
-            factor = start_totp(user=user, name="Authenticator app")
-            factor.confirmed = True
-            factor.save(update_fields=["confirmed"])
             now = timezone.now()
             for kind, days_ago, verification in SAMPLE_REQUESTS:
                 submit_request(
