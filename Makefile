@@ -34,11 +34,13 @@ lint: install
 	$(VENV)/bin/mypy identity accounts compliance
 	$(PY) manage.py makemigrations --check --dry-run --settings=tests.settings
 
-## make bench: field encryption, then sign-in and GET /me under gunicorn (docs/benchmarks.md);
-## SQLite without DATABASE_URL, PostgreSQL with it. BENCH_ARGS and SIGNIN_BENCH_ARGS pass options.
+## make bench: field encryption, sign-in and GET /me under gunicorn, then data-subject requests
+## (docs/benchmarks.md); SQLite without DATABASE_URL, PostgreSQL with it. BENCH_ARGS,
+## SIGNIN_BENCH_ARGS and DSR_BENCH_ARGS pass options.
 bench: install
 	$(PY) -m tests.benchmarks.run $(BENCH_ARGS)
 	$(PY) -m tests.benchmarks.signin $(SIGNIN_BENCH_ARGS)
+	$(PY) -m tests.benchmarks.dsr $(DSR_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

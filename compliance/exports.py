@@ -117,6 +117,7 @@ def write_parts(request_id: uuid.UUID, system: str, key_id: uuid.UUID, records: 
     behind: the task runs again from the start (idempotent)."""
     writers: dict[str, tuple[EncryptedWriter, Path]] = {}
     counts: dict[str, int] = {}
+    encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # one encoder for every record
     try:
         for record in records:
             if record.category not in writers:
@@ -128,7 +129,7 @@ def write_parts(request_id: uuid.UUID, system: str, key_id: uuid.UUID, records: 
                     ),
                     final,
                 )
-            line = json.dumps({"source": record.source, "values": record.values}, ensure_ascii=False, default=str)
+            line = encode({"source": record.source, "values": record.values})
             writers[record.category][0].write(line.encode("utf-8") + b"\n")
             counts[record.category] = counts.get(record.category, 0) + 1
     finally:

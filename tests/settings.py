@@ -16,10 +16,12 @@ os.environ.setdefault("BLIND_INDEX_KEY", base64.b64encode(os.urandom(32)).decode
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 # The connected streaming-history database (compliance/systems/sql.py): a throw-away file, never the
 # development one; CI points it at a second PostgreSQL database.
-os.environ.setdefault(
-    "STREAMING_DATABASE_URL", f"sqlite:///{tempfile.mkdtemp(prefix='identity-streaming-')}/streaming.sqlite3"
-)
-os.environ.setdefault("EXPORT_ROOT", tempfile.mkdtemp(prefix="identity-exports-"))
+if "STREAMING_DATABASE_URL" not in os.environ:
+    os.environ["STREAMING_DATABASE_URL"] = (
+        f"sqlite:///{tempfile.mkdtemp(prefix='identity-streaming-')}/streaming.sqlite3"
+    )
+if "EXPORT_ROOT" not in os.environ:
+    os.environ["EXPORT_ROOT"] = tempfile.mkdtemp(prefix="identity-exports-")
 
 from identity.settings import *  # noqa: F403
 
