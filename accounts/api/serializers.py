@@ -6,7 +6,6 @@ import datetime
 import re
 from typing import Any
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -152,6 +151,15 @@ class MePatchInput(serializers.Serializer):  # type: ignore[type-arg]
             raise serializers.ValidationError("Use an ISO 3166-2 code, such as US-CA.")
         return value.upper()
 
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The region must lie in the country: the one sent, else the account's current one
+        (``context["current_country"]``). The API and the portal's profile form both rely on this."""
+        country = data.get("country") or self.context.get("current_country", "")
+        region = data.get("region")
+        if region and country and not region.startswith(f"{country}-"):
+            raise serializers.ValidationError({"region": ["The region must be in the country given."]})
+        return data
+
     def validate_phone(self, value: str) -> str:
         if value and not re.match(r"^\+?[0-9 ()-]{6,32}$", value):
             raise serializers.ValidationError("Use digits, spaces, brackets and dashes, with an optional leading +.")
@@ -219,7 +227,3 @@ class CodeInput(serializers.Serializer):  # type: ignore[type-arg]
 
 class BackupCodesOutput(serializers.Serializer):  # type: ignore[type-arg]
     codes = serializers.ListField(child=serializers.CharField())
-
-
-def password_problems_as_errors(errors: list[DjangoValidationError]) -> list[str]:
-    return [str(e.message) for e in errors]

@@ -237,19 +237,12 @@ class MeApi(APIView):
         request=s.MePatchInput, responses={200: s.ProfileOutput, 400: PROBLEM, 403: PROBLEM}, tags=["account"]
     )
     def patch(self, request: Request) -> Response:
-        data = s.MePatchInput(data=request.data, partial=True)
+        user = User.objects.get(pk=request.user.pk)
+        data = s.MePatchInput(data=request.data, partial=True, context={"current_country": str(user.country)})
         data.is_valid(raise_exception=True)
         changes = dict(data.validated_data)
         if "email" in changes:
             require_step_up(request)
-        user = User.objects.get(pk=request.user.pk)
-        if changes.get("region") and not changes["region"].startswith(changes.get("country", str(user.country)) + "-"):
-            raise Problem(
-                400,
-                "validation_error",
-                "The request has invalid fields.",
-                extra={"errors": {"region": ["The region must be in the country given."]}},
-            )
         try:
             update_profile(user=user, changes=changes, actor=request.user)
         except ValueError as exc:

@@ -177,11 +177,6 @@ class ProfileForm(SerializerForm):
         widget=forms.TextInput(attrs={"autocapitalize": "characters", "size": "7"}),
     )
 
-    def clean_more(self) -> None:
-        country, region = self.cleaned_data.get("country"), self.cleaned_data.get("region")
-        if country and region and not region.startswith(country + "-"):
-            self.add_error("region", "The region must be in the country given.")
-
     def changes(self, user: User) -> dict[str, str]:
         return {name: value for name, value in self.cleaned_data.items() if value != str(getattr(user, name) or "")}
 

@@ -180,8 +180,9 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         # replace that answer with its own page.
         request.axes_locked_out = False  # type: ignore[attr-defined]
         holder = User.objects.with_email(email).first()
-        _record_lockout(user=holder, idx=idx, cooloff_seconds=_cooloff_seconds(request))
-        return SignInResult("locked", retry_after=_cooloff_seconds(request))
+        cooloff = _cooloff_seconds(request)
+        _record_lockout(user=holder, idx=idx, cooloff_seconds=cooloff)
+        return SignInResult("locked", retry_after=cooloff)
     if user is None:
         _record_failure(user=User.objects.with_email(email).first(), idx=idx, context=context)
         return SignInResult("invalid")

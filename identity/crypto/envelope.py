@@ -52,10 +52,6 @@ class Erased:
         return hash(Erased)
 
 
-def is_erased(value: object) -> bool:
-    return isinstance(value, Erased)
-
-
 def key_id_of(token: bytes) -> uuid.UUID:
     """The data key id a ciphertext was made with (no decryption)."""
     check_header(token)
