@@ -106,6 +106,7 @@ def declare_platform_models() -> None:
         },
     )
     declare_request_models()
+    declare_choice_models()
 
 
 def declare_request_models() -> None:
@@ -154,6 +155,7 @@ def declare_request_models() -> None:
             "due_soon_alerted_on": not_personal(),
             "overdue_alerted_on": not_personal(),
             "evidence": not_personal("actions, actors (ids), dates, counts, hashes; no personal values"),
+            "purposes": not_personal("names of processing purposes"),
         },
     )
     declare(
@@ -227,5 +229,61 @@ def declare_request_models() -> None:
             "email_hmac": pseudonymous(Category.CONTACT, "HMAC of the normalised e-mail (suppression purpose)"),
             "created_at": not_personal(),
             "reason": not_personal(),
+        },
+    )
+
+
+def declare_choice_models() -> None:
+    declare(
+        "compliance.ConsentRecord",
+        subject="subject (subject_ref keeps the id after erasure)",
+        subject_lookup="subject",
+        purpose="prove what each listener agreed to, refused or withdrew, when, how and under which notice "
+        "(GDPR Art. 7(1), CCPA §7101, COPPA §312.5)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="as long as the consent is relied on, then 24 months (C-29); kept after erasure as ids only",
+        erasure=Erasure.KEEP,
+        legal_exception="GDPR Art. 17(3)(b)/(e) and CCPA §1798.105(d): proof that choices were honoured; "
+        "ids and purpose names only",
+        fields={
+            "id": not_personal(),
+            "subject": pseudonymous(Category.CONSENT),
+            "subject_ref": pseudonymous(Category.CONSENT, "opaque user id"),
+            "purpose": personal(Category.CONSENT, stored_in_clear="a purpose name: the choice itself is the record"),
+            "granted": personal(Category.CONSENT, stored_in_clear="the choice must be provable and queryable"),
+            "actor": not_personal(),
+            "actor_ref": pseudonymous(Category.CONSENT, "opaque id of who decided"),
+            "legal_basis": not_personal(),
+            "notice_version": not_personal(),
+            "notice_hash": not_personal(),
+            "surface": not_personal(),
+            "method": not_personal(),
+            "interaction_id": not_personal("a random id of the form or app event"),
+            "jurisdiction": personal(Category.LOCATION, stored_in_clear="coarse (country or state)"),
+            "request": not_personal(),
+            "recorded_at": not_personal(),
+        },
+    )
+    declare(
+        "compliance.ProcessingRestriction",
+        subject="subject (subject_ref keeps the id after erasure)",
+        subject_lookup="subject",
+        purpose="mark data whose processing is restricted (GDPR Art. 18) and prove the subject was told "
+        "before it was lifted",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="as the request that placed it",
+        erasure=Erasure.KEEP,
+        legal_exception="GDPR Art. 17(3)(b): part of the request record; holds no personal data",
+        fields={
+            "id": not_personal(),
+            "subject": pseudonymous(Category.ACCOUNT),
+            "subject_ref": pseudonymous(Category.ACCOUNT, "opaque user id"),
+            "ground": not_personal(),
+            "request": not_personal(),
+            "placed_at": not_personal(),
+            "lift_notified_at": not_personal(),
+            "lifted_at": not_personal(),
+            "lifted_by": pseudonymous(Category.AUDIT, "the officer"),
+            "lift_reason": not_personal("written by an officer; no personal data by policy"),
         },
     )

@@ -162,6 +162,8 @@ class PrivacyRequest(models.Model):
     overdue_alerted_on = models.DateField(null=True, blank=True)
     # The evidence pack, frozen when the request closes (before an erasure destroys the subject's key).
     evidence = models.JSONField(default=dict, blank=True)
+    # Restriction, objection and opt-outs: the processing purposes concerned (compliance.consents.PURPOSES).
+    purposes = models.JSONField(default=list, blank=True)
 
     objects = PrivacyRequestQuerySet.as_manager()
 
@@ -203,6 +205,10 @@ class SystemRun(models.Model):
     class Action(models.TextChoices):
         EXPORT = "export", "export"
         ERASE = "erase", "erase"
+        RECTIFY = "rectify", "rectify (corrected values)"
+        RESTRICT = "restrict", "restrict processing"
+        LIFT_RESTRICTION = "unrestrict", "lift a restriction"
+        OPT_OUT = "opt_out", "stop processing for purposes (opt-out, objection, withdrawal)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
@@ -258,3 +264,108 @@ class SuppressionEntry(models.Model):
 
     def __str__(self) -> str:
         return "suppressed address"
+
+
+class ConsentRecordQuerySet(models.QuerySet["ConsentRecord"]):
+    def for_subject(self, user: object) -> ConsentRecordQuerySet:
+        return self.filter(subject=user)
+
+
+class ConsentRecord(models.Model):
+    """One entry of the consent ledger (REGULATIONS.md "Build one consent ledger", G-03, G-04, G-06,
+    C-20, C-21): every grant, withdrawal, opt-out and objection, never changed once written.
+
+    The current choice for a purpose is the newest entry for it; a withdrawal is a new entry, so
+    what was agreed before it stays provable. Each entry says who decided (the listener, a parent,
+    an authorised agent, an officer, or a browser signal), under which notice version and text hash,
+    on which surface, how, and the user interaction that made it.
+    """
+
+    class Actor(models.TextChoices):
+        SELF = "self", "the listener"
+        PARENT = "parent", "a parent or guardian"
+        AGENT = "agent", "an authorised agent"
+        OFFICER = "officer", "a privacy officer (recording the listener's request)"
+        SIGNAL = "signal", "an opt-out preference signal (Global Privacy Control)"
+
+    class Surface(models.TextChoices):
+        PORTAL = "portal", "web portal"
+        API = "api", "mobile app"
+        GPC = "gpc", "Sec-GPC header"
+        REQUEST = "request", "a data-subject request"
+        ADMIN = "admin", "admin console"
+
+    id = models.BigAutoField(primary_key=True)
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="consent_records"
+    )
+    subject_ref = models.CharField(max_length=64, db_index=True)
+    purpose = models.CharField(max_length=40)
+    granted = models.BooleanField()
+    actor = models.CharField(max_length=10, choices=Actor.choices)
+    actor_ref = models.CharField(max_length=64, blank=True)
+    legal_basis = models.CharField(max_length=30)
+    notice_version = models.CharField(max_length=20)
+    notice_hash = models.CharField(max_length=64)
+    surface = models.CharField(max_length=10, choices=Surface.choices)
+    method = models.CharField(max_length=40)
+    interaction_id = models.CharField(max_length=64, blank=True)
+    jurisdiction = models.CharField(max_length=20)
+    request = models.ForeignKey(
+        PrivacyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="consent_records"
+    )
+    recorded_at = models.DateTimeField()
+
+    objects = ConsentRecordQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["recorded_at", "id"]
+        indexes = [models.Index(fields=["subject", "purpose", "recorded_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.purpose} {'granted' if self.granted else 'refused'} ({self.pk})"
+
+    def save(self, *args: object, **kwargs: object) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise ValueError("consent records are never changed; record a new choice instead")
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
+
+class ProcessingRestriction(models.Model):
+    """A restriction of processing (GDPR Art. 18; REGULATIONS.md G-18): while it is in force the
+    subject's data may only be stored (and kept under a legal hold); every other processor asks
+    ``compliance.processing.may_process`` first. It is lifted only after the subject was told."""
+
+    class Ground(models.TextChoices):
+        ACCURACY = "accuracy", "Art. 18(1)(a): accuracy contested, while it is checked"
+        UNLAWFUL = "unlawful", "Art. 18(1)(b): unlawful processing, restriction preferred to erasure"
+        LEGAL_CLAIMS = "legal_claims", "Art. 18(1)(c): needed by the subject for legal claims"
+        OBJECTION = "objection", "Art. 18(1)(d): an objection under Art. 21(1) is pending"
+
+    id = models.BigAutoField(primary_key=True)
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="restrictions"
+    )
+    subject_ref = models.CharField(max_length=64, db_index=True)
+    ground = models.CharField(max_length=20, choices=Ground.choices)
+    request = models.ForeignKey(
+        PrivacyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="restrictions"
+    )
+    placed_at = models.DateTimeField()
+    lift_notified_at = models.DateTimeField(null=True, blank=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    lift_reason = models.CharField(max_length=300, blank=True)
+
+    class Meta:
+        ordering = ["-placed_at"]
+        indexes = [models.Index(fields=["subject", "lifted_at"])]
+
+    def __str__(self) -> str:
+        return f"restriction {self.pk} ({self.ground})"
+
+    @property
+    def in_force(self) -> bool:
+        return self.lifted_at is None
