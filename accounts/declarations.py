@@ -46,6 +46,11 @@ def declare_account_models() -> None:
             "email_verified_at": not_personal(),
             "password_changed_at": not_personal(),
             "must_change_password": not_personal(),
+            "signin_summary": personal(
+                Category.SECURITY,
+                "the last 200 successful sign-ins for the risk engine: time, network and country (blind "
+                "indexes), the newest one's place",
+            ),
             "date_joined": personal(
                 Category.ACCOUNT, stored_in_clear="a timestamp: needed in SQL for ordering and retention"
             ),

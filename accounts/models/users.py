@@ -12,7 +12,13 @@ from django.db import models
 from django.utils import timezone
 
 from identity.crypto.blind import email_index, phone_index
-from identity.crypto.fields import EncryptedDateField, EncryptedEmailField, EncryptedQuerySet, EncryptedTextField
+from identity.crypto.fields import (
+    EncryptedDateField,
+    EncryptedEmailField,
+    EncryptedJSONField,
+    EncryptedQuerySet,
+    EncryptedTextField,
+)
 
 
 class UserQuerySet(EncryptedQuerySet):
@@ -100,6 +106,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     password_changed_at = models.DateTimeField(null=True, blank=True)
     # Set by "this was not me": the next sign-in must choose a new password.
     must_change_password = models.BooleanField(default=False)
+    # The last successful sign-ins as the risk engine reads them (accounts.risk.summary), written
+    # only by the sign-in services, with QuerySet.update() in the statement that sets last_login.
+    signin_summary = EncryptedJSONField("sign-in summary", null=True, blank=True, editable=False)
 
     objects = UserManager()
 
@@ -118,6 +127,10 @@ class User(AbstractBaseUser, PermissionsMixin):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.refresh_indexes()
         update_fields = kwargs.get("update_fields")
+        if update_fields is None and not self._state.adding and not kwargs.get("force_insert"):
+            # A whole-row save (the admin, a form) must not write back a sign-in summary read
+            # before a sign-in that happened since: only the sign-in services write it.
+            update_fields = kwargs["update_fields"] = SAVED_BY_DEFAULT
         if update_fields is not None:
             extra = {"email": "email_index", "phone": "phone_index"}
             kwargs["update_fields"] = set(update_fields) | {extra[f] for f in update_fields if f in extra}
@@ -129,8 +142,18 @@ class User(AbstractBaseUser, PermissionsMixin):
         if isinstance(self.phone, str):
             self.phone_index = phone_index(self.phone) if self.phone else ""
 
+    def seal_signin_summary(self, document: dict[str, Any]) -> bytes:
+        """The summary encrypted under this user's key, for ``QuerySet.update()`` (which cannot encrypt)."""
+        self.signin_summary = document
+        sealed = User._meta.get_field("signin_summary").encrypt_for(self, document)  # type: ignore[attr-defined]
+        assert isinstance(sealed, bytes)
+        return sealed
+
     @property
     def has_second_factor(self) -> bool:
+        known = self.__dict__.get("_has_second_factor")
+        if known is not None:  # read with the row by the bearer-token lookup (accounts.services.sessions)
+            return bool(known)
         from accounts.services.factors import methods_for
 
         return bool(methods_for(self))
@@ -140,6 +163,11 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.get_full_name()
+
+
+SAVED_BY_DEFAULT = frozenset(
+    f.name for f in User._meta.concrete_fields if not f.primary_key and f.name != "signin_summary"
+)
 
 
 class ParentalConsentRequest(models.Model):

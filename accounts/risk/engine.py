@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Q
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Model, Q
 
 from accounts.models import KnownDevice, SecurityEvent, User
 from accounts.risk.geo import Place, locate, network_of
 from accounts.risk.policy import Policy, current_policy
 from accounts.risk.signals import Attempt, History, Thresholds, fired
+from accounts.risk.summary import HISTORY_DEPTH, SignInSummary
 from identity.crypto.blind import blind_index
 
 WINDOW = datetime.timedelta(minutes=15)
-HISTORY_DEPTH = 200
 
 
 @dataclass(frozen=True)
@@ -66,47 +69,117 @@ def successful_sign_ins() -> Q:
     )
 
 
-def load_history(*, user: User | None, idx: Indexes, at: datetime.datetime) -> History:
-    since = at - WINDOW
-    account_failures = (
-        SecurityEvent.objects.failed_sign_ins().filter(account_index=idx.account, occurred_at__gte=since).count()
-        if idx.account
-        else 0
-    )
-    ip_failed_accounts = (
-        SecurityEvent.objects.failed_sign_ins()
-        .filter(ip_index=idx.ip, occurred_at__gte=since)
-        .values("account_index")
-        .distinct()
-        .count()
-        if idx.ip
-        else 0
-    )
+@dataclass(frozen=True)
+class HistoryRead:
+    history: History
+    known_device_id: uuid.UUID | None  # this attempt's device, when the account knows it
+    summary: SignInSummary | None  # the account's successful sign-ins (None: no account)
+
+
+def read_history(*, user: User | None, idx: Indexes, at: datetime.datetime) -> HistoryRead:
+    """What the engine knows before this attempt, in one statement for a user with a sign-in summary.
+
+    The recent failures and the known device are read in one query. The successful sign-ins come
+    from the user's ``signin_summary`` (kept by the sign-in services on every success); an account
+    without one (made before the summary existed, or erased) is read from its security events, as
+    the summary would hold them.
+    """
+    failures = read_failures_and_device(user=user, idx=idx, since=at - WINDOW)
     if user is None:
-        return History(account_failures=account_failures, ip_failed_accounts=ip_failed_accounts)
+        history = History(account_failures=failures.account_failures, ip_failed_accounts=failures.ip_failed_accounts)
+        return HistoryRead(history, None, None)
+    summary = successes_of(user)
+    history = summary.history(
+        known_device=failures.device_id is not None,
+        account_failures=failures.account_failures,
+        ip_failed_accounts=failures.ip_failed_accounts,
+    )
+    return HistoryRead(history, failures.device_id, summary)
+
+
+def load_history(*, user: User | None, idx: Indexes, at: datetime.datetime) -> History:
+    return read_history(user=user, idx=idx, at=at).history
+
+
+@dataclass(frozen=True)
+class Failures:
+    account_failures: int
+    ip_failed_accounts: int
+    device_id: uuid.UUID | None  # the account's KnownDevice with this attempt's device index
+
+
+def _failures_sql(connection: BaseDatabaseWrapper) -> str:
+    q = connection.ops.quote_name
+
+    def column(model: type[Model], name: str) -> str:
+        return q(str(model._meta.get_field(name).column))  # type: ignore[union-attr]
+
+    table = q(SecurityEvent._meta.db_table)
+    kind, occurred = column(SecurityEvent, "kind"), column(SecurityEvent, "occurred_at")
+    account, ip = column(SecurityEvent, "account_index"), column(SecurityEvent, "ip_index")
+    device, user, device_index = (column(KnownDevice, n) for n in ("id", "user", "device_index"))
+    # Only quoted names from the models' metadata go into the text; every value is a parameter.
+    return (
+        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {kind} = %s AND {account} = %s AND {occurred} >= %s), "  # noqa: S608
+        f"(SELECT COUNT(DISTINCT {account}) FROM {table} WHERE {kind} = %s AND {ip} = %s AND {occurred} >= %s), "
+        f"(SELECT {device} FROM {q(KnownDevice._meta.db_table)} WHERE {user} = %s AND {device_index} = %s)"
+    )
+
+
+def read_failures_and_device(*, user: User | None, idx: Indexes, since: datetime.datetime) -> Failures:
+    """Failed passwords on the account and distinct accounts failing from the IP since ``since``,
+    and the known device's id: three scalar subqueries, one statement (ORM-free: no compile)."""
+    if not (idx.account or idx.ip or (user is not None and idx.device)):
+        return Failures(0, 0, None)
+    connection = connections[router.db_for_read(SecurityEvent)]
+    sql = _SQL.get(connection.vendor)
+    if sql is None:
+        sql = _SQL[connection.vendor] = _failures_sql(connection)
+    failed = SecurityEvent.Kind.SIGNIN_FAILED.value
+    moment = connection.ops.adapt_datetimefield_value(since)
+    user_id = User._meta.pk.get_db_prep_value(user.pk, connection) if user is not None else None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            sql,
+            [
+                failed,
+                idx.account or NEVER,
+                moment,
+                failed,
+                idx.ip or NEVER,
+                moment,
+                user_id,
+                idx.device or NEVER,
+            ],
+        )
+        account_failures, ip_failed_accounts, device = cursor.fetchone()
+    device_id = None if device is None else device if isinstance(device, uuid.UUID) else uuid.UUID(str(device))
+    return Failures(int(account_failures or 0), int(ip_failed_accounts or 0), device_id)
+
+
+_SQL: dict[str, str] = {}
+NEVER = "-"  # blind indexes are hex: a missing one matches nothing, as the ORM's version skipped the query
+
+
+def successes_of(user: User) -> SignInSummary:
+    """The user's last HISTORY_DEPTH successful sign-ins: the stored summary, else from the events."""
+    summary = SignInSummary.from_stored(user.signin_summary)
+    return summary if summary is not None else summary_from_events(user)
+
+
+def summary_from_events(user: User) -> SignInSummary:
     rows = list(
         SecurityEvent.objects.filter(successful_sign_ins(), user=user)
         .order_by("-occurred_at")
         .values_list("id", "network_index", "country_index", "occurred_at")[:HISTORY_DEPTH]
     )
-    last_place = None
-    last_at = None
-    if rows:
-        last = SecurityEvent.objects.only("context", "data_key_id").get(pk=rows[0][0])
-        last_at = rows[0][3]
-        context = last.context if isinstance(last.context, dict) else None
-        last_place = Place.from_dict(context.get("place") if context else None)
-    known_device = bool(idx.device) and KnownDevice.objects.filter(user=user, device_index=idx.device).exists()
-    return History(
-        known_device=known_device,
-        prior_successes=len(rows),
-        seen_networks=frozenset(r[1] for r in rows if r[1]),
-        seen_countries=frozenset(r[2] for r in rows if r[2]),
-        usual_hours=frozenset(r[3].astimezone(datetime.UTC).hour for r in rows),
-        last_success_at=last_at,
-        last_success_place=last_place,
-        account_failures=account_failures,
-        ip_failed_accounts=ip_failed_accounts,
+    if not rows:
+        return SignInSummary.empty()
+    last = SecurityEvent.objects.only("context", "data_key_id").get(pk=rows[0][0])
+    context = last.context if isinstance(last.context, dict) else None
+    return SignInSummary.from_rows(
+        [(r[3], r[1], r[2]) for r in reversed(rows)],
+        last_place=context.get("place") if context else None,
     )
 
 
@@ -141,4 +214,17 @@ def build_attempt(
     )
 
 
-__all__ = ["Assessment", "Indexes", "assess", "build_attempt", "indexes_for", "load_history", "locate", "thresholds"]
+__all__ = [
+    "HISTORY_DEPTH",
+    "Assessment",
+    "HistoryRead",
+    "Indexes",
+    "SignInSummary",
+    "assess",
+    "build_attempt",
+    "indexes_for",
+    "load_history",
+    "locate",
+    "read_history",
+    "thresholds",
+]

@@ -98,6 +98,7 @@ def confirm_totp(*, user: User, factor_id: int, code: str) -> Verification:
     if result.ok:
         factor.confirmed = True
         factor.save(update_fields=["confirmed"])
+        _factors_changed(user)
         event = record_event(SecurityEvent.Kind.FACTOR_ADDED, user=user)
         audit.record("accounts.mfa.totp_added", actor=user, subject=user, data={"factor": factor.pk})
         notify(user, "factor_added", event=event)
@@ -125,6 +126,7 @@ def regenerate_backup_codes(*, user: User) -> list[str]:
     BackupCode.objects.bulk_create(
         [BackupCode(factor=factor, code_hash=code_digest(code, purpose="backup")) for code in codes]
     )
+    _factors_changed(user)
     kind = SecurityEvent.Kind.BACKUP_CODES_REGENERATED if had_codes else SecurityEvent.Kind.FACTOR_ADDED
     event = record_event(kind, user=user)
     audit.record("accounts.mfa.backup_codes_generated", actor=user, subject=user, data={"replaced": had_codes})
@@ -144,6 +146,7 @@ def _verify_backup_code(user: User, code: str) -> Verification | None:
     ).update(used_at=timezone.now())
     if used:
         factor.throttle_reset(commit=True)
+        _factors_changed(user)  # the last unused code may be gone
         return Verification(ok=True, device=factor)
     factor.throttle_increment(commit=True)
     return Verification(ok=False)
@@ -166,6 +169,7 @@ def add_passkey(
     credential = helper.register_complete(user=user, state=state, data=data)
     credential.name = name.strip()[:PASSKEY_NAME_MAX] or "Passkey"
     credential.save(update_fields=["name"])
+    _factors_changed(user)
     event = record_event(SecurityEvent.Kind.FACTOR_ADDED, user=user)
     audit.record("accounts.mfa.passkey_added", actor=user, subject=user, data={"factor": credential.pk})
     notify(user, "factor_added", event=event)
@@ -173,6 +177,14 @@ def add_passkey(
 
 
 # -- any factor ---------------------------------------------------------------------------------
+
+
+def _factors_changed(user: User) -> None:
+    """Bearer-token requests keep "has a second factor" with a cached token (accounts.services.sessions):
+    drop those entries once this change is committed."""
+    from accounts.services.sessions import forget_cached_tokens
+
+    transaction.on_commit(lambda: forget_cached_tokens(user=user))
 
 
 def methods_for(user: User, *, channel: str = "web") -> list[str]:
@@ -223,6 +235,7 @@ def remove_factor(*, user: User, kind: str, factor_id: int) -> bool:
     else:
         return False
     if deleted:
+        _factors_changed(user)
         event = record_event(SecurityEvent.Kind.FACTOR_REMOVED, user=user)
         audit.record("accounts.mfa.factor_removed", actor=user, subject=user, data={"kind": kind, "factor": factor_id})
         notify(user, "factor_removed", event=event)

@@ -8,14 +8,33 @@ absolute lifetime (SESSION_ABSOLUTE_DAYS). Only SHA-256 digests of tokens are st
 from __future__ import annotations
 
 import datetime
+import functools
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
+from django.core.cache import cache
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import Field, Model
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
+from django_otp_webauthn.models import WebAuthnCredential
 
-from accounts.models import AccessToken, AuthSession, KnownDevice, RefreshToken, SecurityEvent, User
+from accounts.models import (
+    AccessToken,
+    AuthSession,
+    BackupCode,
+    BackupCodeFactor,
+    KnownDevice,
+    RefreshToken,
+    SecurityEvent,
+    TotpFactor,
+    User,
+)
+from accounts.risk.summary import SignInSummary
 from accounts.services.events import raise_alert, record_event
 from accounts.services.secrets import new_token, token_digest
 from compliance import audit
@@ -59,8 +78,17 @@ def issue_tokens(session: AuthSession, now: datetime.datetime) -> IssuedTokens:
     return IssuedTokens(session, access, refresh, int(ttl.total_seconds()))
 
 
-@transaction.atomic
-def start_api_session(*, user: User, device: KnownDevice | None, context: dict[str, Any], mfa: bool) -> IssuedTokens:
+@transaction.atomic(savepoint=False)  # part of the caller's sign-in: no savepoint of its own
+def start_api_session(
+    *,
+    user: User,
+    device: KnownDevice | None,
+    context: dict[str, Any],
+    mfa: bool,
+    signin_summary: SignInSummary | None = None,
+) -> IssuedTokens:
+    """A new API session with its first tokens; ``last_login`` (and the sign-in summary, when the
+    caller updated it: accounts.risk.summary) written in one UPDATE of the user row."""
     now = timezone.now()
     session = AuthSession.objects.create(
         user=user,
@@ -71,26 +99,223 @@ def start_api_session(*, user: User, device: KnownDevice | None, context: dict[s
         mfa_at=now if mfa else None,
         context=context,
     )
-    User.objects.filter(pk=user.pk).update(last_login=now)
+    changes: dict[str, Any] = {"last_login": now}
+    if signin_summary is not None:
+        changes["signin_summary"] = user.seal_signin_summary(signin_summary.to_stored())
+    User.objects.filter(pk=user.pk).update(**changes)
     return issue_tokens(session, now)
 
 
 def authenticate_access_token(token: str) -> tuple[User, AuthSession] | None:
-    """The user and session behind a bearer token, or None when unknown, expired or revoked."""
+    """The user and session behind a bearer token, or None when unknown, expired or revoked.
+
+    Every authenticated API request comes here. With a shared cache (Redis), a token seen before
+    is found there by its digest (ids and expiry times only, never personal data), and only the
+    user row is read; revoking a session marks its tokens there at once (``_revoke``), so a revoked
+    token is refused at its next request, as before. Otherwise one statement, built once, reads the
+    token, its session, the user and whether the user has a second factor.
+    """
     now = timezone.now()
-    row = (
-        AccessToken.objects.select_related("session", "session__user")
-        .filter(token_hash=token_digest(token), expires_at__gt=now)
-        .first()
+    digest = token_digest(token)
+    cached = token_cache_enabled()
+    if cached:
+        entry = cache.get(_access_key(digest))
+        if entry == REVOKED:
+            return None
+        if entry is not None:
+            return _from_entry(entry, now)
+    found = _lookups.get().token(digest, now)
+    if found is None:
+        return None
+    user, session, token_expires_at = found
+    if session.revoked_at is not None or session.expires_at <= now or not user.is_active:
+        return None
+    _touch(session.pk, session.last_used_at, now)
+    if cached:
+        entry = (str(user.pk), str(session.pk), session.expires_at.timestamp(), user.has_second_factor)
+        timeout = int((token_expires_at - now).total_seconds())
+        if timeout > 0:
+            # add, not set: a revocation that marked this token since we read it must win.
+            cache.add(_access_key(digest), entry, timeout=timeout)
+    return user, session
+
+
+# -- the shared token cache ------------------------------------------------------------------------
+
+REVOKED = "revoked"
+_TOUCH_SECONDS = 60
+
+
+def token_cache_enabled() -> bool:
+    """On with a cache shared by every process (Redis); ACCESS_TOKEN_CACHE = True/False forces it.
+
+    A per-process cache (locmem) could not hear of a revocation made in another worker."""
+    forced = getattr(settings, "ACCESS_TOKEN_CACHE", None)
+    if forced is not None:
+        return bool(forced)
+    backend = str(settings.CACHES["default"]["BACKEND"])
+    return not backend.endswith(("LocMemCache", "DummyCache"))
+
+
+def _access_key(digest: str) -> str:
+    return f"accounts:access-token:{digest}"
+
+
+def _from_entry(entry: tuple[str, str, float, bool], now: datetime.datetime) -> tuple[User, AuthSession] | None:
+    user_id, session_id, session_expires_at, has_second_factor = entry
+    if session_expires_at <= now.timestamp():
+        return None
+    user = _lookups.get().user(user_id)
+    if user is None or not user.is_active:
+        return None
+    user.__dict__["_has_second_factor"] = has_second_factor
+    # Read only by the views that need it (step-up, sessions list), when they do.
+    session = SimpleLazyObject(functools.partial(AuthSession.objects.select_related("user").get, pk=session_id))
+    _touch(uuid.UUID(session_id), None, now)
+    return user, session  # type: ignore[return-value]
+
+
+_touched: dict[uuid.UUID, float] = {}
+
+
+def _touch(session_id: uuid.UUID, last_used_at: datetime.datetime | None, now: datetime.datetime) -> None:
+    """``last_used_at`` to the minute: at most one UPDATE a minute per session and process."""
+    stamp = now.timestamp()
+    if last_used_at is not None:
+        seen = last_used_at.timestamp()
+        _touched[session_id] = max(seen, _touched.get(session_id, 0.0))
+    if stamp - _touched.get(session_id, 0.0) <= _TOUCH_SECONDS:
+        return
+    AuthSession.objects.filter(pk=session_id, last_used_at__lt=now).update(last_used_at=now)
+    _touched[session_id] = stamp
+    if len(_touched) > 10_000:
+        _touched.clear()
+
+
+def _mark_revoked(digests: list[str]) -> None:
+    if digests and token_cache_enabled():
+        cache.set_many({_access_key(d): REVOKED for d in digests}, timeout=int(_access_ttl().total_seconds()) + 60)
+
+
+def forget_cached_tokens(*, user: User) -> None:
+    """Drop the cached entries of a user's live tokens (their second-factor flag changed)."""
+    if not token_cache_enabled():
+        return
+    digests = AccessToken.objects.filter(session__user=user, expires_at__gt=timezone.now()).values_list(
+        "token_hash", flat=True
     )
-    if row is None:
-        return None
-    session = row.session
-    if session.revoked_at is not None or session.expires_at <= now or not session.user.is_active:
-        return None
-    if (now - session.last_used_at).total_seconds() > 60:
-        AuthSession.objects.filter(pk=session.pk).update(last_used_at=now)
-    return session.user, session
+    cache.delete_many([_access_key(d) for d in digests])
+
+
+# -- the statements --------------------------------------------------------------------------------
+
+
+class Lookups:
+    """The two reads of a bearer-token request, as SQL built once per database, without the ORM's
+    query compilation (docs/benchmarks.md, "Sign-in and GET /api/v1/me"):
+
+    - ``token``: the token's expiry, its session, the user, and whether the user has a second
+      factor (what ``User.has_second_factor`` would ask ``methods_for`` with three queries);
+    - ``user``: the user row alone, by id (when the shared cache knew the token).
+
+    Column converters (the database's and the fields', decryption included) are prepared once too.
+    The user's ``signin_summary`` stays deferred: only sign-in reads it.
+    """
+
+    def __init__(self, alias: str) -> None:
+        connection = connections[alias]
+        self.alias = alias
+        q = connection.ops.quote_name
+
+        def col(model: type[Model], name: str) -> str:
+            return q(str(model._meta.get_field(name).column))  # type: ignore[union-attr]
+
+        self.session_fields = list(AuthSession._meta.concrete_fields)
+        self.user_fields = [f for f in User._meta.concrete_fields if f.name != "signin_summary"]
+        expiry = AccessToken._meta.get_field("expires_at")
+        self.token_converters = [
+            self._converters(expiry, "t", connection),
+            *(self._converters(f, "s", connection) for f in self.session_fields),
+            *(self._converters(f, "u", connection) for f in self.user_fields),
+        ]
+        self.user_converters = [self._converters(f, "u", connection) for f in self.user_fields]
+        user_columns = ", ".join(f"u.{q(str(f.column))}" for f in self.user_fields)
+        session_columns = ", ".join(f"s.{q(str(f.column))}" for f in self.session_fields)
+        user_pk = f"u.{col(User, 'id')}"
+        passkeys, totp, codes, sets = WebAuthnCredential, TotpFactor, BackupCode, BackupCodeFactor
+        # Only quoted names from the models' metadata go into the text; every value is a parameter.
+        self.token_sql = (
+            f"SELECT t.{col(AccessToken, 'expires_at')}, {session_columns}, {user_columns}, "  # noqa: S608
+            f"EXISTS (SELECT 1 FROM {q(passkeys._meta.db_table)} p WHERE p.{col(passkeys, 'user')} = {user_pk} "
+            f"AND p.{col(passkeys, 'confirmed')} = %s), "
+            f"EXISTS (SELECT 1 FROM {q(totp._meta.db_table)} f WHERE f.{col(totp, 'user')} = {user_pk} "
+            f"AND f.{col(totp, 'confirmed')} = %s), "
+            f"EXISTS (SELECT 1 FROM {q(codes._meta.db_table)} c INNER JOIN {q(sets._meta.db_table)} b "
+            f"ON c.{col(codes, 'factor')} = b.{col(sets, 'id')} WHERE b.{col(sets, 'user')} = {user_pk} "
+            f"AND b.{col(sets, 'confirmed')} = %s AND c.{col(codes, 'used_at')} IS NULL) "
+            f"FROM {q(AccessToken._meta.db_table)} t "
+            f"INNER JOIN {q(AuthSession._meta.db_table)} s "
+            f"ON t.{col(AccessToken, 'session')} = s.{col(AuthSession, 'id')} "
+            f"INNER JOIN {q(User._meta.db_table)} u ON s.{col(AuthSession, 'user')} = {user_pk} "
+            f"WHERE t.{col(AccessToken, 'token_hash')} = %s AND t.{col(AccessToken, 'expires_at')} > %s"
+        )
+        self.user_sql = f"SELECT {user_columns} FROM {q(User._meta.db_table)} u WHERE {user_pk} = %s"  # noqa: S608
+        self.user_pk_field = User._meta.get_field("id")
+
+    @staticmethod
+    def _converters(field: Field[Any, Any], alias: str, connection: BaseDatabaseWrapper) -> tuple[list[Any], Any]:
+        expression = field.get_col(alias)
+        return [*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)], expression
+
+    def _convert(self, row: Sequence[Any], converters: list[tuple[list[Any], Any]]) -> list[Any]:
+        connection = connections[self.alias]
+        values = []
+        for value, (functions, expression) in zip(row, converters, strict=False):
+            for function in functions:
+                value = function(value, expression, connection)
+            values.append(value)
+        return values
+
+    def _fetch(self, sql: str, params: list[Any]) -> Sequence[Any] | None:
+        with connections[self.alias].cursor() as cursor:
+            cursor.execute(sql, params)
+            row: Sequence[Any] | None = cursor.fetchone()
+            return row
+
+    def token(self, digest: str, now: datetime.datetime) -> tuple[User, AuthSession, datetime.datetime] | None:
+        moment = connections[self.alias].ops.adapt_datetimefield_value(now)
+        row = self._fetch(self.token_sql, [True, True, True, digest, moment])
+        if row is None:
+            return None
+        values = self._convert(row, self.token_converters)
+        n = len(self.session_fields) + 1
+        session = AuthSession.from_db(self.alias, [f.attname for f in self.session_fields], values[1:n])
+        user = User.from_db(self.alias, [f.attname for f in self.user_fields], values[n:])
+        user.__dict__["_has_second_factor"] = any(bool(flag) for flag in row[len(self.token_converters) :])
+        AuthSession.user.field.set_cached_value(session, user)
+        return user, session, values[0]
+
+    def user(self, user_id: str) -> User | None:
+        connection = connections[self.alias]
+        row = self._fetch(self.user_sql, [self.user_pk_field.get_db_prep_value(uuid.UUID(user_id), connection)])
+        if row is None:
+            return None
+        return User.from_db(self.alias, [f.attname for f in self.user_fields], self._convert(row, self.user_converters))
+
+
+class _PerDatabase:
+    def __init__(self) -> None:
+        self._by_alias: dict[str, Lookups] = {}
+
+    def get(self) -> Lookups:
+        alias = router.db_for_read(AccessToken)
+        lookups = self._by_alias.get(alias)
+        if lookups is None:
+            lookups = self._by_alias[alias] = Lookups(alias)
+        return lookups
+
+
+_lookups = _PerDatabase()
 
 
 def refresh_session(*, refresh: str) -> IssuedTokens:
@@ -146,7 +371,11 @@ def _revoke(session: AuthSession, *, reason: str, now: datetime.datetime) -> boo
     if session.revoked_at is not None:
         return False
     AuthSession.objects.filter(pk=session.pk).update(revoked_at=now, revoked_reason=reason)
-    AccessToken.objects.filter(session=session).delete()
+    tokens = AccessToken.objects.filter(session=session)
+    # Marked in the shared cache now, not on commit: a request racing the commit may still pass,
+    # none after it. Should the transaction roll back, these tokens stay refused (fail closed).
+    _mark_revoked(list(tokens.values_list("token_hash", flat=True)) if token_cache_enabled() else [])
+    tokens.delete()
     RefreshToken.objects.filter(session=session, used_at__isnull=True).update(used_at=now)
     session.revoked_at, session.revoked_reason = now, reason
     # A web session ends at its next request: the portal's middleware finds its AuthSession revoked.

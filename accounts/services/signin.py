@@ -7,6 +7,7 @@ its signals; the answer never tells whether an e-mail address has an account.
 from __future__ import annotations
 
 import datetime
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,7 +16,7 @@ from axes.models import AccessAttempt
 from django.conf import settings
 from django.contrib.auth import authenticate
 from django.core.cache import cache
-from django.db import transaction
+from django.db import router, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django_otp_webauthn.models import WebAuthnCredential
@@ -24,7 +25,17 @@ from accounts.lockout import ACCOUNT_ATTRIBUTE, client_ip_key, episodes_cache_ke
 from accounts.models import AuthSession, KnownDevice, MfaChallenge, SecurityAlert, SecurityEvent, User
 from accounts.notifications import notify, send_code
 from accounts.passwords import is_on_blocklist
-from accounts.risk.engine import Assessment, Indexes, assess, build_attempt, indexes_for, load_history, locate
+from accounts.risk.engine import (
+    Assessment,
+    Indexes,
+    SignInSummary,
+    assess,
+    build_attempt,
+    indexes_for,
+    locate,
+    read_history,
+    successes_of,
+)
 from accounts.services.events import raise_alert, record_event
 from accounts.services.factors import Verification, methods_for, verify_factor
 from accounts.services.secrets import code_digest, new_numeric_code, new_token, token_digest
@@ -102,10 +113,22 @@ def _indexes_from_context(context: dict[str, Any], account: str) -> Indexes:
     )
 
 
-def remember_device(user: User, idx: Indexes, client: Client) -> KnownDevice | None:
+def remember_device(
+    user: User, idx: Indexes, client: Client, *, known_id: uuid.UUID | None = None
+) -> KnownDevice | None:
+    """The device of a successful sign-in, its ``last_seen_at`` now; made when it is new.
+
+    ``known_id`` is the device's id when the risk engine just found it (one UPDATE, no SELECT)."""
     if not idx.device:
         return None
     now = timezone.now()
+    if known_id is not None and KnownDevice.objects.filter(pk=known_id, user=user).update(last_seen_at=now):
+        # Only the id is needed (foreign keys of the event and the session); the rest loads if read.
+        return KnownDevice.from_db(
+            router.db_for_write(KnownDevice),
+            ["id", "user_id", "device_index", "last_seen_at"],
+            [known_id, user.pk, idx.device, now],
+        )
     device, created = KnownDevice.objects.get_or_create(
         user=user,
         device_index=idx.device,
@@ -188,7 +211,8 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         return SignInResult("invalid")
     assert isinstance(user, User)
 
-    history = load_history(user=user, idx=idx, at=now)
+    read = read_history(user=user, idx=idx, at=now)
+    history = read.history
     attempt = build_attempt(at=now, ip=client.ip, idx=idx, place=place, password_on_blocklist=is_on_blocklist(password))
     assessment = assess(attempt, history, is_staff=user.is_staff)
     if "impossible_travel" in assessment.reasons:
@@ -212,19 +236,35 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         record_event(SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, context=context)
         return SignInResult("mfa_required", mfa_token=token, methods=methods, assessment=assessment, user=user)
 
-    device = remember_device(user, idx, client)
+    device = remember_device(user, idx, client, known_id=read.known_device_id)
     event = record_event(
         SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, device=device, context=context
     )
+    assert read.summary is not None
+    summary = _with_success(read.summary, at=now, idx=idx, context=context)
     if channel == "web":
         from accounts.services.web import start_web_session
 
         session = start_web_session(request, user=user, device=device, context=context)  # signals user_logged_in
+        save_signin_summary(user, summary)
         _after_success(None, user, history.prior_successes, assessment, event)
         return SignInResult("session", session=session, assessment=assessment, user=user)
-    tokens = start_api_session(user=user, device=device, context=context, mfa=False)
+    # The summary is written with last_login, in one UPDATE of the user row.
+    tokens = start_api_session(user=user, device=device, context=context, mfa=False, signin_summary=summary)
     _after_success(request, user, history.prior_successes, assessment, event)
     return SignInResult("tokens", tokens=tokens, assessment=assessment, user=user)
+
+
+def _with_success(
+    summary: SignInSummary, *, at: datetime.datetime, idx: Indexes, context: dict[str, Any]
+) -> SignInSummary:
+    """The summary with this successful sign-in (a SIGNIN allowed, or an MFA_SUCCEEDED event) added."""
+    summary.add(at=at, network=idx.network, country=idx.country, place=context.get("place"))
+    return summary
+
+
+def save_signin_summary(user: User, summary: SignInSummary) -> None:
+    User.objects.filter(pk=user.pk).update(signin_summary=user.seal_signin_summary(summary.to_stored()))
 
 
 def _after_success(
@@ -425,10 +465,12 @@ def _complete_mfa(
     device = remember_device(user, idx, client)
     assessment_data = challenge.risk or {}
     event = record_event(SecurityEvent.Kind.MFA_SUCCEEDED, user=user, idx=idx, device=device, context=context)
+    summary = _with_success(successes_of(user), at=now, idx=idx, context=context)
     if challenge.purpose == MfaChallenge.Purpose.STEP_UP and challenge.session is not None:
         session = challenge.session
         session.mfa_at = now
         session.save(update_fields=["mfa_at"])
+        save_signin_summary(user, summary)
         audit.record("accounts.mfa.step_up", actor=user, subject=user, data={"method": method})
         if session.kind == AuthSession.Kind.WEB:
             if request is not None and result.device is not None:
@@ -441,19 +483,15 @@ def _complete_mfa(
         from accounts.services.web import start_web_session
 
         web = start_web_session(request, user=user, device=device, context=context, factor=result.device, mfa=True)
+        save_signin_summary(user, summary)
         audit.record("accounts.signin.mfa_completed", actor=user, subject=user, data={"method": method})
         return web
-    tokens = start_api_session(user=user, device=device, context=context, mfa=True)
+    tokens = start_api_session(user=user, device=device, context=context, mfa=True, signin_summary=summary)
     audit.record("accounts.signin.mfa_completed", actor=user, subject=user, data={"method": method})
     if request is not None:
         reset_failures(request, user)
     reasons = set(assessment_data.get("reasons", []))
-    if {"new_device", "new_country"} & reasons and load_history_prior(user) > 1:
+    # Successful sign-ins including this one (the summary counts up to HISTORY_DEPTH: enough for "> 1").
+    if {"new_device", "new_country"} & reasons and len(summary.entries) > 1:
         notify(user, "new_signin", event=event)
     return tokens
-
-
-def load_history_prior(user: User) -> int:
-    from accounts.risk.engine import successful_sign_ins
-
-    return SecurityEvent.objects.filter(successful_sign_ins(), user=user).count()

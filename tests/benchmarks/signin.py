@@ -383,7 +383,7 @@ TIMED_STAGES = [
     ("sign_in (its transaction and COMMIT included)", "accounts.api.views", "sign_in"),
     ("  authenticate: axes, backend, Argon2 verify", "accounts.services.signin", "authenticate"),
     ("  risk: indexes_for", "accounts.services.signin", "indexes_for"),
-    ("  risk: load_history", "accounts.services.signin", "load_history"),
+    ("  risk: read_history", "accounts.services.signin", "read_history"),
     ("  risk: is_on_blocklist", "accounts.services.signin", "is_on_blocklist"),
     ("  risk: assess", "accounts.services.signin", "assess"),
     ("  remember_device", "accounts.services.signin", "remember_device"),
@@ -479,7 +479,7 @@ SIGNIN_STAGES = [
     ("authenticate (axes, backend, hash)", "django/contrib/auth/__init__.py", "authenticate"),
     ("  axes: cool-off (accounts.lockout.cooloff_time)", "accounts/lockout.py", "cooloff_time"),
     ("risk: indexes_for (blind indexes)", "accounts/risk/engine.py", "indexes_for"),
-    ("risk: load_history", "accounts/risk/engine.py", "load_history"),
+    ("risk: read_history", "accounts/risk/engine.py", "read_history"),
     ("risk: is_on_blocklist", "accounts/passwords.py", "is_on_blocklist"),
     ("risk: assess", "accounts/risk/engine.py", "assess"),
     ("remember_device", "accounts/services/signin.py", "remember_device"),
@@ -867,6 +867,7 @@ def run(args: argparse.Namespace, tmpdir: Path) -> dict[str, Any]:
     from django.conf import settings
 
     from accounts.risk.engine import HISTORY_DEPTH
+    from accounts.services.sessions import token_cache_enabled
 
     started = time.perf_counter()
     load_start = _loadavg()
@@ -939,6 +940,9 @@ def run(args: argparse.Namespace, tmpdir: Path) -> dict[str, Any]:
             "workers": args.workers,
             "max_requests": args.max_requests,
             "login_throttle": settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["login"],
+            # With a shared cache (REDIS_URL), bearer tokens seen before are found there.
+            "cache_backend": settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1],
+            "access_token_cache": token_cache_enabled(),
             "password_hasher": settings.PASSWORD_HASHERS[0],
             "migrate_s": migrate_s,
             "elapsed_s": time.perf_counter() - started,
@@ -991,6 +995,10 @@ def print_report(result: dict[str, Any]) -> None:
     print(
         f"{meta['signins']} sign-ins after {meta['warmup']} warm-up; the account has {meta['history']} earlier "
         f"sign-ins and signs in from a known device; login throttle raised to {meta['login_throttle']}"
+    )
+    print(
+        f"cache: {meta['cache_backend']}; bearer-token cache "
+        + ("on" if meta["access_token_cache"] else "off (the cache is not shared between processes)")
     )
     print()
     print(f"{'':36}{'median':>12}{'p90':>12}{'min':>12}{'max':>12}")
