@@ -20,9 +20,10 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from compliance import audit
+from compliance.admin_intake import AgentAuthorisationInline, SignedDeclarationInline, agent_document_view
 from compliance.dsr import services
 from compliance.dsr.services import RequestRefused
-from compliance.models import AuditEvent, PrivacyRequest, SystemRun
+from compliance.models import AuditEvent, ConsentRecord, PrivacyRequest, ProcessingRestriction, SystemRun
 from compliance.tasks import DUE_SOON_DAYS
 from identity.crypto.blind import email_index
 from identity.crypto.envelope import Erased
@@ -120,7 +121,9 @@ class OfficerActionForm(forms.Form):
 
 OFFICER_ACTIONS = {
     "carry_out": ("Carry out across all systems (export or erasure)", ()),
-    "complete": ("Mark completed (done by hand)", ("reason",)),
+    "complete": ("Complete: uphold, or apply and carry to every system (not exports/erasures)", ("reason",)),
+    "notify_lift": ("Tell the listener the restriction will be lifted", ()),
+    "lift": ("Lift the restriction (after telling the listener)", ("reason",)),
     "verify": ("Mark verified", ("method",)),
     "extend": ("Extend the deadline", ("reason",)),
     "hold": ("Place a legal hold", ("reason",)),
@@ -173,7 +176,7 @@ class SystemRunInline(admin.TabularInline):  # type: ignore[type-arg]
 
 @admin.register(PrivacyRequest)
 class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    inlines = [SystemRunInline]
+    inlines = [SystemRunInline, AgentAuthorisationInline, SignedDeclarationInline]
     change_form_template = "admin/compliance/privacyrequest/change_form.html"
     change_list_template = "admin/compliance/privacyrequest/change_list.html"
     list_display = ("received_on", "kind", "status", "jurisdiction", "channel", "due", "legal_due_on", "subject_ref")
@@ -241,6 +244,11 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_urls(self) -> list[Any]:
         custom = [
             path("file/", self.admin_site.admin_view(self.file_view), name="compliance_privacyrequest_file"),
+            path(
+                "agent-document/<uuid:pk>/",
+                self.admin_site.admin_view(agent_document_view),
+                name="compliance_privacyrequest_agent_document",
+            ),
             path(
                 "<uuid:pk>/evidence.json",
                 self.admin_site.admin_view(self.evidence_view),
@@ -364,3 +372,55 @@ def run_officer_action(action: str, obj: PrivacyRequest, data: dict[str, Any], *
         services.pause_clock(request=obj, reason=data.get("reason", ""), actor=actor)
     elif action == "resume":
         services.resume_clock(request=obj, actor=actor)
+    elif action in ("notify_lift", "lift"):
+        from compliance import propagation
+
+        restriction = obj.restrictions.filter(lifted_at__isnull=True).first()
+        if restriction is None:
+            raise RequestRefused("invalid_state", "this request has no restriction in force")
+        try:
+            if action == "notify_lift":
+                propagation.notify_lift(restriction, actor=actor)
+            else:
+                propagation.lift_restriction(restriction, actor=actor, reason=data.get("reason", ""))
+        except propagation.PropagationRefused as exc:
+            raise RequestRefused(exc.code, str(exc)) from exc
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(ReadOnlyAdmin):
+    """The consent ledger, for auditors and officers (G-04): who chose what, when, under which notice."""
+
+    list_display = ("id", "recorded_at", "subject_ref", "purpose", "granted", "actor", "surface", "notice_version")
+    list_filter = ("purpose", "granted", "actor", "surface", "notice_version")
+    search_fields = ("=subject_ref",)
+    date_hierarchy = "recorded_at"
+    fields = (
+        "id",
+        "recorded_at",
+        "subject_ref",
+        "purpose",
+        "granted",
+        "actor",
+        "actor_ref",
+        "legal_basis",
+        "notice_version",
+        "notice_hash",
+        "surface",
+        "method",
+        "interaction_id",
+        "jurisdiction",
+        "request",
+    )
+    readonly_fields = fields
+
+
+@admin.register(ProcessingRestriction)
+class ProcessingRestrictionAdmin(ReadOnlyAdmin):
+    """Restrictions in force and lifted (G-18); lift them from their request's page (two steps)."""
+
+    list_display = ("id", "placed_at", "subject_ref", "ground", "request", "lift_notified_at", "lifted_at")
+    list_filter = ("ground", ("lifted_at", admin.EmptyFieldListFilter))
+    search_fields = ("=subject_ref",)
+    fields = (*list_display, "lifted_by", "lift_reason")
+    readonly_fields = fields

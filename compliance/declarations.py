@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from compliance.registry import Category, Erasure, LawfulBasis, declare, not_personal, personal, pseudonymous
+from compliance.registry import (
+    Category,
+    Erasure,
+    LawfulBasis,
+    declare,
+    not_personal,
+    personal,
+    pseudonymous,
+    secret,
+)
 
 AUDIT_RETENTION = "6 years from the event (accountability, GDPR Art. 5(2)); personal details redacted on erasure"
 
@@ -107,6 +116,7 @@ def declare_platform_models() -> None:
     )
     declare_request_models()
     declare_choice_models()
+    declare_intake_models()
 
 
 def declare_request_models() -> None:
@@ -285,5 +295,99 @@ def declare_choice_models() -> None:
             "lifted_at": not_personal(),
             "lifted_by": pseudonymous(Category.AUDIT, "the officer"),
             "lift_reason": not_personal("written by an officer; no personal data by policy"),
+        },
+    )
+
+
+def declare_intake_models() -> None:
+    """Requests without a session and from authorised agents (issue #4; C-25, C-27, C-28)."""
+    declare(
+        "compliance.RequestIntake",
+        subject="subject (the account the address belongs to, when one does)",
+        subject_lookup="subject",
+        purpose="check the identity of people who ask without signing in, and of authorised agents, "
+        "before a request is filed (CCPA §§7060-7063; GDPR Art. 12(6))",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="personal values until the intake closes or 24 hours pass (C-25); the bare record as the request",
+        erasure=Erasure.DELETE_ROW,
+        fields={
+            "id": not_personal(),
+            "source": not_personal(),
+            "channel": not_personal(),
+            "kind": not_personal(),
+            "level": not_personal(),
+            "status": not_personal(),
+            "data_key_id": not_personal(),
+            "own_key": not_personal(),
+            "subject": pseudonymous(Category.ACCOUNT),
+            "email": personal(Category.CONTACT, "the requester's (or agent's) address, encrypted, cleared on close"),
+            "email_index": pseudonymous(Category.CONTACT, "blind index, for throttling; cleared on close"),
+            "details": personal(Category.ACCOUNT, "what the requester wrote, encrypted, cleared on close"),
+            "claims": personal(Category.IDENTITY, "data points given to match (date of birth, country), cleared"),
+            "declaration_name": personal(Category.IDENTITY, "the typed signature until it is filed"),
+            "code_hmac": secret("HMAC of the one-time code"),
+            "code_expires_at": not_personal(),
+            "code_attempts": not_personal(),
+            "codes_sent": not_personal(),
+            "code_sent_at": not_personal(),
+            "request": not_personal(),
+            "created_at": not_personal(),
+            "expires_at": not_personal(),
+            "closed_at": not_personal(),
+        },
+    )
+    declare(
+        "compliance.AgentAuthorisation",
+        subject="subject (the consumer the agent acts for); the agent's own details",
+        subject_lookup="subject",
+        purpose="prove an authorised agent's authority and the consumer's confirmation (CCPA §7063, C-28)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="as the request (24 months after it closes, C-29); unreadable once the consumer is erased",
+        erasure=Erasure.KEEP,
+        legal_exception="CCPA §7101 and GDPR Art. 17(3)(b)/(e): the record of who asked on whose authority; its "
+        "personal values and the document are encrypted under the consumer's key and destroyed with it",
+        sources=("the authorised agent", "the data subject"),
+        fields={
+            "id": not_personal(),
+            "intake": not_personal(),
+            "request": not_personal(),
+            "subject": pseudonymous(Category.ACCOUNT),
+            "subject_ref": pseudonymous(Category.ACCOUNT, "opaque user id"),
+            "data_key_id": not_personal(),
+            "agent_name": personal(Category.IDENTITY, "the agent's name, encrypted"),
+            "agent_email": personal(Category.CONTACT, "the agent's address, encrypted"),
+            "agent_organisation": personal(Category.IDENTITY, "the agent's organisation, encrypted"),
+            "proof": not_personal(),
+            "document_name": not_personal("a random file name; the content is encrypted under the consumer's key"),
+            "document_type": not_personal(),
+            "document_size": not_personal(),
+            "document_deleted_at": not_personal(),
+            "answer": not_personal(),
+            "token_hmac": secret("HMAC of the confirmation link's token"),
+            "token_expires_at": not_personal(),
+            "answer_attempts": not_personal(),
+            "answered_at": not_personal(),
+            "created_at": not_personal(),
+        },
+    )
+    declare(
+        "compliance.SignedDeclaration",
+        subject="request.subject (subject_ref keeps the id after erasure)",
+        subject_lookup="request__subject",
+        purpose="keep the declaration under penalty of perjury that a reasonably high verification needs (C-27)",
+        lawful_basis=LawfulBasis.LEGAL_OBLIGATION,
+        retention="as the request (24 months after it closes, C-29)",
+        erasure=Erasure.KEEP,
+        legal_exception="CCR §7062(c) and §7101: declarations are kept as records; the signed name is encrypted "
+        "under the subject's key and unreadable after erasure",
+        fields={
+            "id": not_personal(),
+            "request": not_personal(),
+            "subject_ref": pseudonymous(Category.ACCOUNT, "opaque user id"),
+            "data_key_id": not_personal(),
+            "signed_name": personal(Category.IDENTITY, "the typed signature, encrypted"),
+            "statement_version": not_personal(),
+            "statement": not_personal("the text the subject declared, the same for everyone"),
+            "signed_at": not_personal(),
         },
     )

@@ -6,15 +6,22 @@ beside the data (``about-this-export.json``) and a readable summary (``index.htm
 are written through ``EncryptedWriter``: AES-256-GCM chunks of 64 KiB under the subject's key, so a
 copy on disk or in a backup is unreadable once the subject's key is destroyed. Memory stays flat:
 records are streamed from the systems to the parts, and from the parts into the ZIP.
+
+A part (one per system and category, JSON lines) holds a header line per source and its columns,
+``{"source": ..., "columns": [...]}``, then the values of up to ``EXPORT_BATCH`` records on one line,
+row after row: ``[v1, v2, ...]`` (a count, ``n``, for records without values). One encoder call per
+line, not per record; the JSON and CSV files of the ZIP are made from these lines a batch at a time
+too (``_json_text``, ``_csv_text``), with exactly the text a record at a time gave. Parts written by
+earlier versions, one ``{"source": ..., "values": {...}}`` line per record, are still read.
 """
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
 import os
+import re
 import struct
 import uuid
 import zipfile
@@ -25,11 +32,13 @@ from typing import Any
 from django.conf import settings
 
 from compliance.registry import Category, LawfulBasis
-from compliance.systems.base import Description, Record
+from compliance.systems.base import DataSystem, Description, Record, RecordBatch, SubjectRef
 from identity.crypto import envelope
 
 CHUNK = 64 * 1024
 _LEN = struct.Struct(">I")
+EXPORT_BATCH = 10_000  # records per line of a part (Record streams are gathered up to this)
+ZIP_LEVEL = 1  # zlib level of the ZIP's members: docs/benchmarks.md, "Data-subject requests"
 
 
 class EncryptedWriter(io.RawIOBase):
@@ -48,13 +57,21 @@ class EncryptedWriter(io.RawIOBase):
         return True
 
     def write(self, data: Any) -> int:
-        view = bytes(data)
+        view = memoryview(data).cast("B")
+        size = len(view)
+        if self._buffer or size < CHUNK:
+            room = CHUNK - len(self._buffer)
+            self._buffer += view[:room]
+            view = view[room:]
+            if len(self._buffer) == CHUNK:
+                self._seal(bytes(self._buffer))
+                self._buffer.clear()
+        while len(view) >= CHUNK:  # large writes are sealed straight from the caller's bytes
+            self._seal(bytes(view[:CHUNK]))
+            view = view[CHUNK:]
         self._buffer += view
-        while len(self._buffer) >= CHUNK:
-            self._seal(bytes(self._buffer[:CHUNK]))
-            del self._buffer[:CHUNK]
-        self.size += len(view)
-        return len(view)
+        self.size += size
+        return size
 
     def _seal(self, chunk: bytes) -> None:
         token = envelope.encrypt(chunk, key_id=self._key_id, context=f"{self._context}.{self._index}")
@@ -84,13 +101,19 @@ def read_encrypted(path: Path, *, context: str) -> Iterator[bytes]:
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    pending = b""
+    """The lines of a stream of chunks; a long line (a batch of records) is joined once."""
+    pending: list[bytes] = []
     for chunk in chunks:
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
+        if b"\n" not in chunk:
+            pending.append(chunk)
+            continue
+        first, *complete, rest = chunk.split(b"\n")
+        pending.append(first)
+        yield b"".join(pending)
         yield from complete
+        pending = [rest] if rest else []
     if pending:
-        yield pending
+        yield b"".join(pending)
 
 
 def export_root() -> Path:
@@ -110,34 +133,109 @@ def part_context(request_id: uuid.UUID, system: str, category: str) -> str:
     return f"compliance.export-part.{request_id}.{system}.{category}"
 
 
-def write_parts(request_id: uuid.UUID, system: str, key_id: uuid.UUID, records: Iterable[Record]) -> dict[str, int]:
-    """Stream a system's records into one encrypted JSON-lines part per category; returns counts.
+def records_of(system: DataSystem, subject: SubjectRef) -> Iterable[Record | RecordBatch]:
+    """What an export task writes for a system: its batches when it offers them
+    (``compliance.systems.base.BatchExport``), else its records."""
+    batches = getattr(system, "export_batches", None)
+    return batches(subject) if batches is not None else system.export(subject)
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, default=str).encode
+# Joins the str values of a column in a part: JSON leaves it as it is (a NUL would become "\u0000"),
+# and a column with it inside a value is written as an array instead.
+_SEP = "\uffff"
+
+
+def _column_json(column: list[Any]) -> str:
+    """One column of a part line: str values joined by _SEP as one JSON string (one escaping pass),
+    whole numbers as an array written here, anything else as the encoder writes it."""
+    kinds = set(map(type, column))
+    if kinds == {str}:
+        joined = _SEP.join(column)
+        if joined.count(_SEP) == len(column) - 1:
+            return _ENCODE(joined)
+    elif kinds == {int}:
+        return "[" + ",".join(map(str, column)) + "]"
+    return _ENCODE(column)
+
+
+class _Part:
+    """A part being written: a header line when the source or the columns change, then up to
+    EXPORT_BATCH records per line, column by column."""
+
+    def __init__(self, writer: EncryptedWriter, final: Path) -> None:
+        self.writer = writer
+        self.final = final
+        self.head: tuple[str, tuple[str, ...]] | None = None
+        self.values: list[Any] = []
+        self.pending = 0
+        self.count = 0
+
+    def add(self, source: str, columns: tuple[str, ...], values: list[Any], count: int) -> None:
+        if self.head != (source, columns):
+            self.flush()
+            self.head = (source, columns)
+            self._line(_ENCODE({"source": source, "columns": list(columns)}))
+        self.count += count
+        if not self.pending and count >= EXPORT_BATCH:
+            self._records(columns, values, count)  # a whole batch, as it came
+            return
+        self.values.extend(values)
+        self.pending += count
+        if self.pending >= EXPORT_BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.pending and self.head is not None:
+            self._records(self.head[1], self.values, self.pending)
+            self.values, self.pending = [], 0
+
+    def _records(self, columns: tuple[str, ...], values: list[Any], count: int) -> None:
+        width = len(columns)
+        if not width:
+            self._line(str(count))
+            return
+        self._line("[" + ",".join(_column_json(values[i::width]) for i in range(width)) + "]")
+
+    def _line(self, text: str) -> None:
+        self.writer.write(text.encode("utf-8"))
+        self.writer.write(b"\n")
+
+
+def write_parts(
+    request_id: uuid.UUID, system: str, key_id: uuid.UUID, records: Iterable[Record | RecordBatch]
+) -> dict[str, int]:
+    """Stream a system's records (or batches of them) into one encrypted part per category; returns counts.
 
     Parts are written to temporary names and renamed at the end, so a crash leaves no half part
     behind: the task runs again from the start (idempotent)."""
-    writers: dict[str, tuple[EncryptedWriter, Path]] = {}
-    counts: dict[str, int] = {}
-    encode = json.JSONEncoder(ensure_ascii=False, default=str).encode  # one encoder for every record
+    parts: dict[str, _Part] = {}
     try:
-        for record in records:
-            if record.category not in writers:
-                final = part_path(request_id, system, record.category)
-                temporary = final.with_suffix(".tmp")
-                writers[record.category] = (
-                    EncryptedWriter(
-                        temporary, key_id=key_id, context=part_context(request_id, system, record.category)
-                    ),
-                    final,
+        for item in records:
+            if isinstance(item, RecordBatch) and not item.values:
+                continue
+            part = parts.get(item.category)
+            if part is None:
+                final = part_path(request_id, system, item.category)
+                writer = EncryptedWriter(
+                    final.with_suffix(".tmp"), key_id=key_id, context=part_context(request_id, system, item.category)
                 )
-            line = encode({"source": record.source, "values": record.values})
-            writers[record.category][0].write(line.encode("utf-8") + b"\n")
-            counts[record.category] = counts.get(record.category, 0) + 1
+                part = parts[item.category] = _Part(writer, final)
+            if isinstance(item, RecordBatch):
+                part.add(item.source, item.columns, item.values, item.count)
+                continue
+            values = item.values
+            if not all(type(key) is str for key in values):  # keys as JSON writes them
+                values = json.loads(_ENCODE(values))
+            part.add(item.source, tuple(values), list(values.values()), 1)
+        for part in parts.values():
+            part.flush()
     finally:
-        for writer, _ in writers.values():
-            writer.close()
-    for _writer, final in writers.values():
-        os.replace(final.with_suffix(".tmp"), final)
-    return counts
+        for part in parts.values():
+            part.writer.close()
+    for part in parts.values():
+        os.replace(part.final.with_suffix(".tmp"), part.final)
+    return {category: part.count for category, part in parts.items()}
 
 
 def _parts_by_category(request_id: uuid.UUID) -> dict[str, list[tuple[str, Path]]]:
@@ -147,6 +245,113 @@ def _parts_by_category(request_id: uuid.UUID) -> dict[str, list[tuple[str, Path]
         system, _, category = path.name[: -len(".jsonl.enc")].partition("__")
         found.setdefault(category, []).append((system, path))
     return found
+
+
+class _Batch:
+    """Records of a part, column by column; ``joined`` keeps a column's values still joined by _SEP
+    (str columns), so that the JSON and CSV texts of the whole column are checked in one pass."""
+
+    def __init__(self, source: str, columns: tuple[str, ...], data: list[Any], count: int) -> None:
+        self.source, self.columns, self.count = source, columns, count
+        self.joined: list[str | None] = [c if isinstance(c, str) else None for c in data]
+        self.values: list[list[Any]] = [c.split(_SEP) if isinstance(c, str) else c for c in data]
+
+
+def _part_batches(path: Path, context: str) -> Iterator[_Batch]:
+    source, columns = "", ()
+    for line in _lines(read_encrypted(path, context=context)):
+        item = json.loads(line)
+        if isinstance(item, list):
+            yield _Batch(source, columns, item, len(item[0]) if isinstance(item[0], list) else item[0].count(_SEP) + 1)
+        elif isinstance(item, int):
+            yield _Batch(source, columns, [], item)
+        elif "columns" in item:
+            source, columns = item["source"], tuple(item["columns"])
+        else:  # one record, as earlier versions wrote parts
+            yield _Batch(item["source"], tuple(item["values"]), [[v] for v in item["values"].values()], 1)
+
+
+# The JSON and CSV files of a category hold exactly the text that writing one record at a time gave
+# (``_ENCODE({"source": ..., "values": {...}})`` per record; ``csv.writer`` rows of source, record,
+# field, value). They are made a batch at a time: each column's value texts with a few calls over
+# the whole column, then every record's pieces placed in one list by slice assignment and joined.
+_ESCAPED_IN_JSON = re.compile(r'["\\\x00-\x1f]')
+_QUOTED_IN_CSV = re.compile(r'[",\r\n]')
+# Encodes a list with NUL between the values (a NUL inside a string is escaped), to split it.
+_PIECES = json.JSONEncoder(ensure_ascii=False, default=str, separators=("\x00", ": ")).encode
+
+
+def _json_values(values: list[Any], joined: str | None) -> list[str]:
+    if joined is not None and not _ESCAPED_IN_JSON.search(joined):
+        return ('"' + joined.replace(_SEP, '"' + _SEP + '"') + '"').split(_SEP)
+    if set(map(type, values)) == {int}:
+        return list(map(str, values))
+    pieces = _PIECES(values)[1:-1].split("\x00")
+    if len(pieces) == len(values):  # else a list or an object of two or more items was split too
+        return pieces
+    return [_ENCODE(v) for v in values]
+
+
+def _json_text(batch: _Batch) -> str:
+    """The batch's records in the JSON file, separated by ",\n"."""
+    count, width = batch.count, len(batch.columns)
+    head = '{"source": ' + _ENCODE(batch.source) + ', "values": {'
+    if not width:
+        return ",\n".join([head + "}}"] * count)
+    stride = 2 * width + 1
+    pieces: list[str] = [""] * (count * stride)
+    for i, (column, values, joined) in enumerate(zip(batch.columns, batch.values, batch.joined, strict=True)):
+        pieces[2 * i :: stride] = [(head if i == 0 else ", ") + _ENCODE(column) + ": "] * count
+        pieces[2 * i + 1 :: stride] = _json_values(values, joined)
+    pieces[stride - 1 :: stride] = ["}},\n"] * count
+    pieces[-1] = "}}"
+    return "".join(pieces)
+
+
+def _csv_quoted(text: str) -> str:
+    if '"' in text:
+        return '"' + text.replace('"', '""') + '"'
+    if "," in text or "\r" in text or "\n" in text:
+        return '"' + text + '"'
+    return text
+
+
+def _csv_field(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        return _csv_quoted(json.dumps(value, ensure_ascii=False))
+    if isinstance(value, float):
+        return repr(value)
+    return _csv_quoted(str(value))
+
+
+def _csv_values(values: list[Any], joined: str | None) -> list[str]:
+    """A column's values as csv.writer (excel dialect) writes them."""
+    if joined is not None:
+        return [_csv_quoted(v) for v in values] if _QUOTED_IN_CSV.search(joined) else values
+    if set(map(type, values)) <= {int, bool, float}:  # str() of these (repr() of a float) needs no quotes
+        return list(map(str, values))
+    return [_csv_field(v) for v in values]
+
+
+def _csv_text(batch: _Batch, first: int) -> str:
+    """The batch's CSV rows (source, record, field, value), its first record numbered ``first``."""
+    count, width = batch.count, len(batch.columns)
+    if not width:
+        return ""
+    stride = 4 * width
+    pieces: list[str] = [""] * (count * stride)
+    lead = "\r\n" + _csv_quoted(batch.source) + ","
+    numbers = list(map(str, range(first, first + count)))
+    for i, (column, values, joined) in enumerate(zip(batch.columns, batch.values, batch.joined, strict=True)):
+        pieces[4 * i :: stride] = [lead] * count
+        pieces[4 * i + 1 :: stride] = numbers
+        pieces[4 * i + 2 :: stride] = ["," + _csv_quoted(column) + ","] * count
+        pieces[4 * i + 3 :: stride] = _csv_values(values, joined)
+    pieces[0] = lead[2:]
+    pieces.append("\r\n")
+    return "".join(pieces)
 
 
 def art15_information(descriptions: list[Description]) -> dict[str, Any]:
@@ -186,37 +391,26 @@ def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Descri
     writer = EncryptedWriter(final, key_id=key_id, context=f"compliance.export.{request_id}")
     counts: dict[str, int] = {}
     parts = _parts_by_category(request_id)
-    with zipfile.ZipFile(writer, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(writer, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
         for category, sources in sorted(parts.items()):
             with archive.open(f"{category}.json", "w") as handle:
                 handle.write(b"[\n")
-                first = True
+                separator = b""
                 for system, path in sources:
-                    for line in _lines(read_encrypted(path, context=part_context(request_id, system, category))):
-                        handle.write((b"" if first else b",\n") + line)
-                        first = False
-                        counts[category] = counts.get(category, 0) + 1
+                    context = part_context(request_id, system, category)
+                    for batch in _part_batches(path, context):
+                        handle.write(separator + _json_text(batch).encode("utf-8"))
+                        separator = b",\n"
+                        counts[category] = counts.get(category, 0) + batch.count
                 handle.write(b"\n]\n")
-            with archive.open(f"{category}.csv", "w") as raw:
-                text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
-                out = csv.writer(text)
-                out.writerow(["source", "record", "field", "value"])
-                number = 0
+            with archive.open(f"{category}.csv", "w") as handle:
+                handle.write(b"source,record,field,value\r\n")
+                number = 1
                 for system, path in sources:
-                    for line in _lines(read_encrypted(path, context=part_context(request_id, system, category))):
-                        number += 1
-                        item = json.loads(line)
-                        for field, value in item["values"].items():
-                            out.writerow(
-                                [
-                                    item["source"],
-                                    number,
-                                    field,
-                                    json.dumps(value, ensure_ascii=False) if isinstance(value, dict | list) else value,
-                                ]
-                            )
-                text.flush()
-                text.detach()
+                    context = part_context(request_id, system, category)
+                    for batch in _part_batches(path, context):
+                        handle.write(_csv_text(batch, number).encode("utf-8"))
+                        number += batch.count
         info = art15_information(descriptions)
         info["record_counts"] = counts
         archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))

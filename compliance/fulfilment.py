@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 S = PrivacyRequest.Status
 EXPORT_KINDS = frozenset({"access", "access_categories", "portability"})
+PROPAGATION_ACTIONS = frozenset(
+    {SystemRun.Action.RECTIFY, SystemRun.Action.RESTRICT, SystemRun.Action.LIFT_RESTRICTION, SystemRun.Action.OPT_OUT}
+)
 MAX_ATTEMPTS = 5
 
 
@@ -61,6 +64,10 @@ def subject_of(request: PrivacyRequest) -> SubjectRef:
     user = request.subject
     if user is None:
         raise RequestRefused("invalid_state", "the request has no subject account")
+    return subject_ref_for(user)
+
+
+def subject_ref_for(user: Any) -> SubjectRef:
     email = user.email if not isinstance(user.email, Erased) else None
     return SubjectRef(
         user_id=str(user.pk),
@@ -116,11 +123,23 @@ def execute(run: SystemRun) -> bool:
     """Do a run's work; False when it now waits for an external service's callback."""
     system = system_named(run.system)
     subject = subject_of(run.request)
+    if run.action in PROPAGATION_ACTIONS:
+        from compliance.propagation import subject_state
+
+        state = subject_state(run.request.subject, with_profile=run.action == SystemRun.Action.RECTIFY)
+        if getattr(system, "asynchronous", False):
+            system.dispatch(  # type: ignore[attr-defined]
+                run_id=run.pk, request_id=str(run.request_id), action=run.action, subject=subject, state=state
+            )
+            return False
+        run.counts = system.apply(subject, state)  # type: ignore[attr-defined]
+        return True
     if getattr(system, "asynchronous", False):
         system.dispatch(run_id=run.pk, request_id=str(run.request_id), action=run.action, subject=subject)  # type: ignore[attr-defined]
         return False
     if run.action == SystemRun.Action.EXPORT:
-        run.counts = exports.write_parts(run.request.pk, system.name, subject.data_key_id, system.export(subject))
+        records = exports.records_of(system, subject)
+        run.counts = exports.write_parts(run.request.pk, system.name, subject.data_key_id, records)
     else:
         result = system.erase(subject)
         run.counts = result.counts
@@ -162,19 +181,34 @@ def run_system(self: Any, run_id: int) -> str:
 def finish_if_complete(request_id: Any) -> bool:
     with transaction.atomic():
         request = PrivacyRequest.objects.select_for_update(of=("self",)).select_related("subject").get(pk=request_id)
-        runs = list(request.runs.all())
-        if request.status != S.IN_PROGRESS or not runs:
+        runs = [r for r in request.runs.all() if r.action == completing_action(request.kind)]
+        propagating = request.kind not in EXPORT_KINDS | {"erasure"}
+        if request.status != S.IN_PROGRESS or not (runs or propagating):
             return False
         done = sum(r.status == SystemRun.Status.DONE for r in runs)
-        progress = int(90 * done / len(runs))
         if done < len(runs):
-            PrivacyRequest.objects.filter(pk=request.pk).update(progress=progress)
+            PrivacyRequest.objects.filter(pk=request.pk).update(progress=int(90 * done / len(runs)))
             return False
         if request.kind == "erasure":
             _finish_erasure(request, runs)
+        elif propagating:
+            from compliance.propagation import finish
+
+            finish(request, runs)
         else:
             _finish_export(request, runs)
         return True
+
+
+def completing_action(kind: str) -> str:
+    """The runs whose end completes a request of ``kind`` (a lifted restriction's runs complete nothing)."""
+    if kind == "erasure":
+        return SystemRun.Action.ERASE
+    if kind in EXPORT_KINDS:
+        return SystemRun.Action.EXPORT
+    from compliance.propagation import ACTION_FOR
+
+    return ACTION_FOR[PrivacyRequest.Kind(kind)]
 
 
 def _finish_export(request: PrivacyRequest, runs: list[SystemRun]) -> None:

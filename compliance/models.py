@@ -8,7 +8,12 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from identity.crypto.fields import EncryptedQuerySet, EncryptedTextField
+from identity.crypto.fields import (
+    EncryptedEmailField,
+    EncryptedJSONField,
+    EncryptedQuerySet,
+    EncryptedTextField,
+)
 
 
 class AuditEventQuerySet(models.QuerySet["AuditEvent"]):
@@ -369,3 +374,151 @@ class ProcessingRestriction(models.Model):
     @property
     def in_force(self) -> bool:
         return self.lifted_at is None
+
+
+# -- Requests without a session, and from authorised agents (issue #4; REGULATIONS.md 4.8) --------------
+
+
+class VerificationLevel(models.TextChoices):
+    """How sure we must be of who someone without a session is, per request type (C-27; compliance.dsr.intake)."""
+
+    NONE = "none", "none: the e-mailed code only (opt-outs, C-20)"
+    REASONABLE = "reasonable", "reasonable: 2 matching data points"
+    REASONABLY_HIGH = "reasonably_high", "reasonably high: 3 matching data points and a signed declaration"
+
+
+class RequestIntake(models.Model):
+    """A request received without a session (C-27) or from an authorised agent (C-28), while its
+    e-mailed code, its data points or the consumer's answer are being checked.
+
+    Temporary verification data (C-25): the address, details, data points and typed signature are
+    encrypted under the matched account's key (or a key of the intake's own when no account holds the
+    address) and cleared as soon as the intake closes; the code is kept only as an HMAC. What stays is
+    the bare record (type, level, status, dates, the request it became).
+    """
+
+    class Source(models.TextChoices):
+        PUBLIC = "public", "without an account"
+        AGENT = "agent", "authorised agent"
+
+    class Status(models.TextChoices):
+        AWAITING_CODE = "awaiting_code", "waiting for the e-mailed code"
+        AWAITING_SUBJECT = "awaiting_subject", "waiting for the consumer's confirmation"
+        FILED = "filed", "filed as a request"
+        NOT_MATCHED = "not_matched", "details did not match"
+        NO_ACCOUNT = "no_account", "no account holds the address"
+        REFUSED = "refused", "the consumer said they gave no permission"
+        LOCKED = "locked", "too many wrong codes"
+        EXPIRED = "expired", "expired"
+
+    OPEN = (Status.AWAITING_CODE, Status.AWAITING_SUBJECT)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    channel = models.CharField(max_length=10)
+    kind = models.CharField(max_length=30, choices=PrivacyRequest.Kind.choices)
+    level = models.CharField(max_length=20, choices=VerificationLevel.choices)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.AWAITING_CODE, db_index=True)
+    data_key_id = models.UUIDField()
+    own_key = models.BooleanField(default=False)
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    email = EncryptedEmailField(null=True, blank=True)
+    email_index = models.CharField(max_length=64, blank=True, db_index=True)
+    details = EncryptedTextField(null=True, blank=True)
+    claims = EncryptedJSONField(null=True, blank=True)
+    declaration_name = EncryptedTextField(null=True, blank=True)
+    code_hmac = models.CharField(max_length=64, blank=True)
+    code_expires_at = models.DateTimeField(null=True, blank=True)
+    code_attempts = models.PositiveSmallIntegerField(default=0)
+    codes_sent = models.PositiveSmallIntegerField(default=0)
+    code_sent_at = models.DateTimeField(null=True, blank=True)
+    request = models.ForeignKey(
+        PrivacyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="intakes"
+    )
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField(db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"intake {self.pk} ({self.status})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN
+
+
+class AgentAuthorisation(models.Model):
+    """An authorised agent's request for a consumer and its proof of authority (C-28): a signed
+    permission the consumer confirms, or a power of attorney (Probate Code §§4121-4130) an officer checks.
+
+    The agent's name, address and organisation and the uploaded document are encrypted under the
+    consumer's data key, so they are destroyed with it on erasure; the document lives on disk only as
+    AES-256-GCM chunks (compliance.exports.EncryptedWriter) under a random name.
+    """
+
+    class Proof(models.TextChoices):
+        SIGNED_PERMISSION = "signed_permission", "signed permission"
+        POWER_OF_ATTORNEY = "power_of_attorney", "power of attorney (Probate Code §§4121-4130)"
+
+    class Answer(models.TextChoices):
+        NOT_ASKED = "not_asked", "not asked"
+        PENDING = "pending", "asked, no answer yet"
+        CONFIRMED = "confirmed", "confirmed they gave permission"
+        REFUSED = "refused", "said they gave no permission"
+        NOT_VERIFIED = "not_verified", "details did not match"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    # SET_NULL: an erasure deletes the subject's intakes but keeps this record (its values are shredded).
+    intake = models.OneToOneField(RequestIntake, null=True, blank=True, on_delete=models.SET_NULL, related_name="agent")
+    request = models.ForeignKey(
+        PrivacyRequest, null=True, blank=True, on_delete=models.SET_NULL, related_name="agent_authorisations"
+    )
+    subject = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    subject_ref = models.CharField(max_length=64, blank=True, db_index=True)
+    data_key_id = models.UUIDField()
+    agent_name = EncryptedTextField(max_length=200)
+    agent_email = EncryptedEmailField()
+    agent_organisation = EncryptedTextField(max_length=200, blank=True)
+    proof = models.CharField(max_length=20, choices=Proof.choices)
+    document_name = models.CharField(max_length=80)
+    document_type = models.CharField(max_length=40)
+    document_size = models.PositiveIntegerField()
+    document_deleted_at = models.DateTimeField(null=True, blank=True)
+    answer = models.CharField(max_length=20, choices=Answer.choices, default=Answer.NOT_ASKED)
+    token_hmac = models.CharField(max_length=64, blank=True, db_index=True)
+    token_expires_at = models.DateTimeField(null=True, blank=True)
+    answer_attempts = models.PositiveSmallIntegerField(default=0)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"agent authorisation {self.pk}"
+
+
+class SignedDeclaration(models.Model):
+    """A declaration under penalty of perjury, kept as a record of the request (C-27, CCR §7062(c))."""
+
+    id = models.BigAutoField(primary_key=True)
+    request = models.ForeignKey(PrivacyRequest, on_delete=models.CASCADE, related_name="declarations")
+    subject_ref = models.CharField(max_length=64, db_index=True)
+    data_key_id = models.UUIDField()
+    signed_name = EncryptedTextField(max_length=200)
+    statement_version = models.CharField(max_length=20)
+    statement = models.TextField()
+    signed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-signed_at"]
+
+    def __str__(self) -> str:
+        return f"declaration {self.pk} for {self.request_id}"

@@ -14,7 +14,7 @@ from compliance import audit
 from compliance.models import PrivacyRequest
 from identity.crypto.envelope import Erased
 
-NOTICES = {"acknowledgement", "extension", "denial", "completion"}
+NOTICES = {"acknowledgement", "extension", "denial", "completion", "restriction_lift"}
 
 
 def send(request: PrivacyRequest, notice: str) -> None:

@@ -77,3 +77,19 @@ def purge_expired_exports() -> int:
     if purged:
         audit.record("compliance.dsr.exports_purged", actor="system:purge_expired_exports", data={"count": purged})
     return purged
+
+
+@shared_task(acks_late=True)
+def continue_agent_request(intake_id: str) -> str:
+    """After an agent's address is confirmed: ask the consumer, or file, or drop (compliance.dsr.intake)."""
+    from compliance.dsr.intake import continue_agent_request as carry_on
+
+    return carry_on(intake_id)
+
+
+@shared_task(acks_late=True)
+def purge_expired_intakes() -> int:
+    """Close requests-without-an-account and agent intakes past their time (C-25: verification data has a TTL)."""
+    from compliance.dsr.intake import purge_expired_intakes as purge
+
+    return purge()

@@ -84,6 +84,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
     "accounts.middleware.WebSessionMiddleware",
+    # Sec-GPC: 1 from a signed-in listener (portal session or API token) opts them out (C-21).
+    "compliance.middleware.GlobalPrivacyControlMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "compliance.modelchanges.ModelChangeMiddleware",
@@ -160,6 +162,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env_int("DEADLINE_SWEEP_SECONDS", 3600, minimum=60),
     },
     "purge-expired-exports": {"task": "compliance.tasks.purge_expired_exports", "schedule": 3600},
+    "purge-expired-intakes": {"task": "compliance.tasks.purge_expired_intakes", "schedule": 3600},
 }
 
 # --- Users, passwords, authentication -----------------------------------------------------------
@@ -257,6 +260,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The request types appear in several inputs (signed-in and public requests): one named enum.
+    "ENUM_NAME_OVERRIDES": {"PrivacyRequestTypeEnum": "compliance.api.public.REQUEST_TYPES"},
     "DESCRIPTION": "Mobile API: sign-in with adaptive MFA, tokens, account, factors. Errors are "
     "application/problem+json (RFC 9457) with a stable `code`.",
 }
@@ -277,6 +282,8 @@ PERSONAL_DATA_LIBRARY_MODELS = [
 PRIVACY_TEAM_EMAIL = env_str("PRIVACY_TEAM_EMAIL")
 # Finished exports (encrypted under each subject's key) and how long their download link lives.
 EXPORT_ROOT = env_str("EXPORT_ROOT", str(BASE_DIR / "var" / "exports"))
+# Agents' permission documents (compliance.dsr.intake), AES-256-GCM under the consumer's key.
+AGENT_DOCUMENT_ROOT = env_str("AGENT_DOCUMENT_ROOT", str(BASE_DIR / "var" / "agent-documents"))
 EXPORT_LINK_DAYS = env_int("EXPORT_LINK_DAYS", 7, minimum=1)
 ERASURE_GRACE_DAYS = env_int("ERASURE_GRACE_DAYS", 7, minimum=0)
 STEP_UP_MAX_AGE_MINUTES = env_int("STEP_UP_MAX_AGE_MINUTES", 10, minimum=1)

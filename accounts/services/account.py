@@ -31,6 +31,10 @@ def update_profile(*, user: User, changes: dict[str, Any], actor: User) -> User:
         user.save(update_fields=fields)
         # Field names only: the values are personal data and the log must not hold them.
         audit.record("accounts.profile.rectified", actor=actor, subject=user, data={"fields": sorted(fields)})
+        # G-16: the correction reaches every system that keeps a copy (compliance.propagation).
+        from compliance.propagation import profile_changed
+
+        profile_changed(user, fields)
     return user
 
 

@@ -17,7 +17,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from compliance import exports
+from compliance import consents, exports
+from compliance.consents import PURPOSES
 from compliance.dsr import services
 from compliance.dsr.services import STRONG_VERIFICATION, RequestRefused
 from compliance.models import PrivacyRequest
@@ -32,6 +33,9 @@ TYPES = [k for k in PrivacyRequest.Kind.values]
 class RequestInput(serializers.Serializer):  # type: ignore[type-arg]
     type = serializers.ChoiceField(choices=TYPES)
     details = serializers.CharField(max_length=5000, required=False, allow_blank=True, default="")
+    purposes = serializers.ListField(
+        child=serializers.ChoiceField(choices=list(PURPOSES)), required=False, default=list, max_length=20
+    )
 
 
 class RequestOutput(serializers.Serializer):  # type: ignore[type-arg]
@@ -47,6 +51,7 @@ class RequestOutput(serializers.Serializer):  # type: ignore[type-arg]
     completed_at = serializers.DateTimeField(allow_null=True)
     cancellable_until = serializers.DateTimeField(allow_null=True)
     download_url = serializers.CharField(allow_null=True)
+    purposes = serializers.ListField(child=serializers.CharField())
 
 
 def _end_of_day(day: datetime.date) -> datetime.datetime:
@@ -67,6 +72,7 @@ def represent(request: PrivacyRequest) -> dict[str, Any]:
         "completed_at": request.completed_at,
         "cancellable_until": request.execute_after if request.kind == "erasure" and request.is_open else None,
         "download_url": download_url(request),
+        "purposes": list(request.purposes),
     }
 
 
@@ -115,6 +121,7 @@ class PrivacyRequestsApi(APIView):
                 details=data.validated_data["details"],
                 verification=verification,
                 ip=client_ip(request._request),
+                purposes=data.validated_data["purposes"],
             )
         except RequestRefused as exc:
             raise Problem(400, exc.code, str(exc)) from exc
@@ -204,3 +211,94 @@ class ServiceCallbackApi(APIView):
                 str(exc) if isinstance(exc, CallbackRefused) else "The callback body is not valid.",
             ) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ConsentChoiceOutput(serializers.Serializer):  # type: ignore[type-arg]
+    granted = serializers.BooleanField()
+    default = serializers.BooleanField(help_text="true: nothing was ever chosen; the purpose's default applies")
+    notice_version = serializers.CharField(allow_null=True)
+    given_at = serializers.DateTimeField(allow_null=True)
+    given_by = serializers.CharField(allow_null=True, help_text="self, parent, agent, officer or signal (GPC)")
+    surface = serializers.CharField(allow_null=True)
+    method = serializers.CharField(allow_null=True)
+
+
+class ConsentsOutput(serializers.Serializer):  # type: ignore[type-arg]
+    notice_version = serializers.CharField()
+    restricted = serializers.BooleanField()
+    opt_out_honored = serializers.BooleanField(allow_null=True)
+    purposes = serializers.DictField(child=ConsentChoiceOutput())
+    catalogue = serializers.DictField(child=serializers.DictField())
+
+
+def consents_payload(user: Any) -> dict[str, Any]:
+    from compliance.processing import is_restricted
+
+    opt_out = consents.last_opt_out(user)
+    return {
+        "notice_version": consents.NOTICE_VERSION,
+        "restricted": is_restricted(user),
+        "opt_out_honored": None if opt_out is None else opt_out.status == PrivacyRequest.Status.COMPLETED,
+        "purposes": {name: choice.as_json() for name, choice in consents.current(user).items()},
+        "catalogue": {
+            name: {
+                "label": p.label,
+                "description": p.description,
+                "legal_basis": p.legal_basis,
+                "sale_or_sharing": p.sale_sharing,
+                "sensitive": p.sensitive,
+            }
+            for name, p in PURPOSES.items()
+        },
+    }
+
+
+class ConsentsApi(APIView):
+    """The listener's privacy choices (CONTRACT.md: GET/PUT /api/v1/privacy/consents)."""
+
+    @extend_schema(responses={200: ConsentsOutput}, tags=["privacy"])
+    def get(self, request: Request) -> Response:
+        return Response(consents_payload(request.user))
+
+    @extend_schema(
+        request={"application/json": {"type": "object", "additionalProperties": True}},
+        responses={200: ConsentsOutput, 202: ConsentsOutput, 400: PROBLEM, 403: PROBLEM},
+        description='`{"purpose": bool, ...}`; every change is appended to the consent ledger. Agreeing '
+        "(true) also needs `interaction_id`, the id of the app event where the listener agreed (G-03). "
+        "Opting in to a sale or sharing is two steps (C-22): the first answer is 202 with a "
+        "`confirmation` token per purpose in `pending`; send the same choice again with `confirmation` "
+        "within 10 minutes. Withdrawing is always one step; withdrawing a sale/sharing or sensitive "
+        "purpose files an opt-out or limit request, listed in `requests`.",
+        tags=["privacy"],
+    )
+    def put(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise Problem(400, "validation_error", "Send an object of purpose names and true or false.")
+        meta = {"interaction_id", "confirmation"}
+        for key in meta:
+            if key in body and not isinstance(body[key], str):
+                raise Problem(400, "validation_error", f"{key} must be a string.")
+        choices = {k: v for k, v in body.items() if k not in meta}
+        if not choices:
+            raise Problem(400, "validation_error", "Name at least one purpose.")
+        try:
+            outcome = consents.record_choices(
+                request.user,
+                choices,
+                surface="api",
+                interaction_id=str(body.get("interaction_id", "")),
+                confirmation=str(body.get("confirmation", "")),
+                ip=client_ip(request._request),
+            )
+        except consents.ChoiceRefused as exc:
+            raise Problem(exc.status, exc.code, str(exc)) from exc
+        payload = consents_payload(request.user)
+        payload["requests"] = [represent(r) for r in outcome["requests"]]
+        if outcome["pending"]:
+            payload["pending"] = {
+                name: {"confirmation": token, "expires_in": consents.OPT_IN_CONFIRMATION_SECONDS}
+                for name, token in outcome["pending"].items()
+            }
+            return Response(payload, status=status.HTTP_202_ACCEPTED)
+        return Response(payload)

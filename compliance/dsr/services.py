@@ -44,6 +44,20 @@ class RequestRefused(ValueError):
         self.code = code
 
 
+def strong_enough(kind: str, verification: str) -> bool:
+    """Whether ``verification`` suffices for a request in STRONG_VERIFICATION.
+
+    A session's fresh second factor ("...mfa...", C-26) always does. A person without a session is
+    verified by compliance.dsr.intake, which names the C-27 level before a colon
+    ("reasonably_high:email+dob+country+decl"): reasonably high suffices for every strong kind,
+    reasonable only for access to categories (CCR §7062(b)).
+    """
+    if "mfa" in verification:
+        return True
+    level = verification.split(":", 1)[0] if ":" in verification else ""
+    return level == "reasonably_high" or (kind == K.ACCESS_CATEGORIES and level == "reasonable")
+
+
 @dataclass(frozen=True)
 class Submission:
     request: PrivacyRequest
@@ -75,15 +89,21 @@ def submit_request(
     verification: str = "",
     received_at: datetime.datetime | None = None,
     ip: str | None = None,
+    purposes: list[str] | None = None,
+    choices_recorded: bool = False,
 ) -> Submission:
     """File a request for ``subject`` (a user). ``verification`` names how the subject was verified
     ("session+mfa", "session", ...) or is empty when that is still to be done.
 
     The jurisdiction is the subject's country and region at receipt, stored on the request; the
-    deadlines are computed now, once, and stored as dates with their rules.
+    deadlines are computed now, once, and stored as dates with their rules. ``purposes`` names the
+    processing purposes an objection, restriction or opt-out is about (compliance.consents);
+    ``choices_recorded`` says the consent ledger already holds the withdrawal (a settings toggle).
+    Opt-outs, objections and restrictions take effect at once (compliance.propagation).
     """
     if kind not in K.values:
         raise RequestRefused("validation_error", f"unknown request type {kind!r}")
+    purposes = _checked_purposes(kind, purposes or [])
     existing = PrivacyRequest.objects.open().filter(subject=subject, kind=kind).order_by("received_at").first()
     if existing is not None:
         audit.record(
@@ -109,11 +129,12 @@ def submit_request(
         regime=j.regime,
         received_at=now,
         received_on=received_on,
+        purposes=purposes,
     )
     _store_schedule(request, schedule(j, kind, received_on))
     if kind in OPT_OUTS:
         verification = verification or "not_required"  # C-20: opt-outs need no verification
-    if kind in STRONG_VERIFICATION and verification and "mfa" not in verification:
+    if kind in STRONG_VERIFICATION and verification and not strong_enough(kind, verification):
         verification = ""  # the strongest level available is a fresh second factor; anything less waits
     if verification:
         request.status = S.VERIFIED
@@ -141,7 +162,29 @@ def submit_request(
         ip=ip,
     )
     notices.send(request, "acknowledgement")
+    from compliance import propagation
+
+    propagation.after_receipt(request, choices_recorded=choices_recorded)
     return Submission(request, created=True)
+
+
+PURPOSE_KINDS = frozenset({K.OBJECTION, K.RESTRICTION, K.OPT_OUT_SALE_SHARING, K.LIMIT_SENSITIVE})
+
+
+def _checked_purposes(kind: str, purposes: list[str]) -> list[str]:
+    from compliance.consents import PURPOSES, SALE_SHARING, SENSITIVE
+
+    if not purposes:
+        return []
+    if kind not in PURPOSE_KINDS:
+        raise RequestRefused("validation_error", f"a {kind} request does not take purposes")
+    unknown = sorted(set(purposes) - set(PURPOSES))
+    if unknown:
+        raise RequestRefused("validation_error", f"unknown purpose(s): {', '.join(unknown)}")
+    allowed = {K.OPT_OUT_SALE_SHARING: SALE_SHARING, K.LIMIT_SENSITIVE: SENSITIVE}.get(K(kind))
+    if allowed is not None and set(purposes) - set(allowed):
+        raise RequestRefused("validation_error", f"a {kind} request is about: {', '.join(allowed)}")
+    return sorted(set(purposes))
 
 
 KNOW_KINDS = frozenset({K.ACCESS, K.ACCESS_CATEGORIES, K.PORTABILITY})
@@ -192,6 +235,9 @@ def verify_request(*, request: PrivacyRequest, method: str, actor: Any) -> Priva
         subject=request.subject,
         data={"request": str(request.pk), "method": method[:40]},
     )
+    from compliance import propagation
+
+    propagation.after_receipt(request)
     return request
 
 
@@ -208,7 +254,15 @@ def cancel_request(*, request: PrivacyRequest, actor: Any) -> PrivacyRequest:
     request.completed_at = timezone.now()
     request.save(update_fields=["status", "completed_at"])
     audit.record("compliance.dsr.cancelled", actor=actor, subject=request.subject, data={"request": str(request.pk)})
+    _end_restrictions(request, actor)
     return request
+
+
+def _end_restrictions(request: PrivacyRequest, actor: Any) -> None:
+    if request.restrictions.filter(lifted_at__isnull=True).exists():
+        from compliance import propagation
+
+        propagation.ended_without_completion(request, actor=actor)
 
 
 @transaction.atomic
@@ -259,6 +313,7 @@ def deny_request(*, request: PrivacyRequest, basis: str, text: str, actor: Any) 
         data={"request": str(request.pk), "basis": request.denial_basis},
     )
     notices.send(request, "denial")
+    _end_restrictions(request, actor)
     return request
 
 
@@ -364,16 +419,12 @@ def complete_request(*, request: PrivacyRequest, actor: Any, note: str = "") -> 
     request = _locked(request)
     if request.kind in {K.ACCESS, K.ACCESS_CATEGORIES, K.PORTABILITY, K.ERASURE}:
         raise RequestRefused("invalid_state", "exports and erasures complete when every system has reported")
-    if request.status in (S.VERIFIED, S.AWAITING_REVIEW):
-        request.status = S.IN_PROGRESS
-    _transition(request, S.COMPLETED)
-    request.status, request.progress, request.completed_at = S.COMPLETED, 100, timezone.now()
-    request.save(update_fields=["status", "progress", "completed_at"])
-    audit.record(
-        "compliance.dsr.completed",
-        actor=actor,
-        subject=request.subject,
-        data={"request": str(request.pk), "note": note.strip()[:500]},
-    )
-    notices.send(request, "completion")
+    if request.status not in (S.VERIFIED, S.AWAITING_REVIEW):
+        _transition(request, S.COMPLETED)  # says why (e.g. not verified yet, on hold, closed)
+    from compliance import propagation
+
+    try:
+        propagation.complete_by_officer(request, actor=actor, note=note)
+    except propagation.PropagationRefused as exc:
+        raise RequestRefused(exc.code, str(exc)) from exc
     return request

@@ -16,6 +16,7 @@ from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from compliance import consents
 from compliance.dsr import services
 from compliance.dsr.services import STRONG_VERIFICATION, RequestRefused
 from compliance.models import PrivacyRequest
@@ -59,6 +60,14 @@ class RequestForm(forms.Form):
         max_length=5000,
         widget=forms.Textarea(attrs={"rows": 4}),
     )
+    purposes = forms.MultipleChoiceField(
+        label="Which uses of your data? (objections and opt-outs; optional)",
+        choices=[(name, p.label) for name, p in consents.PURPOSES.items()],
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="An objection to marketing stops it at once. An objection to recommendations is weighed by "
+        "our privacy team; meanwhile we only store your data.",
+    )
 
 
 def _own(request: HttpRequest, request_id: uuid.UUID) -> PrivacyRequest:
@@ -89,6 +98,7 @@ def privacy(request: HttpRequest) -> HttpResponse:
                 details=form.cleaned_data["details"],
                 verification=verification,
                 ip=client_ip(request),
+                purposes=form.cleaned_data["purposes"],
             )
         except RequestRefused as exc:
             form.add_error(None, str(exc))
@@ -138,3 +148,83 @@ def download(request: HttpRequest, request_id: uuid.UUID) -> HttpResponse | Stre
     if detour is not None:
         return detour
     return stream_export(found, export, actor=request.user)
+
+
+def notice(request: HttpRequest) -> HttpResponse:
+    """The privacy notice every choice is given under (its version and hash are on each record)."""
+    return render(
+        request,
+        "compliance/portal/notice.html",
+        {"purposes": consents.PURPOSES.values(), "version": consents.NOTICE_VERSION, "section": "privacy"},
+    )
+
+
+@never_cache
+def choices(request: HttpRequest) -> HttpResponse:
+    """Privacy choices: one switch per purpose, the "Do Not Sell or Share" and "Limit" controls
+    (C-19, C-23), withdrawal in one step and never harder than agreeing (G-06), a two-step opt-in to
+    a sale or sharing (C-22), and the opt-out confirmation (C-20). Signed out: how to opt out."""
+    gpc = request.headers.get("Sec-GPC", "").strip() == "1"
+    if not request.user.is_authenticated or getattr(request, "auth_session", None) is None:
+        return render(request, "compliance/portal/choices_public.html", {"gpc": gpc, "section": "privacy"})
+    user = request.user
+    pending: dict[str, str] = {}
+    asked: dict[str, bool] = {}
+    if request.method == "POST" and "opt_out_all" in request.POST:
+        # "Do Not Sell or Share": one step, and an opt-out on record even if nothing was ever on (C-20).
+        consents.opt_out_of_sale_sharing(user, surface="portal", ip=client_ip(request))
+        messages.success(request, "Done. We are telling every service we work with; see below when it is honoured.")
+        return redirect("privacy:choices")
+    if request.method == "POST":
+        if "limit_sensitive" in request.POST:
+            asked = dict.fromkeys(consents.SENSITIVE, False)
+        else:
+            asked = {name: request.POST.get(name) == "on" for name in consents.PURPOSES}
+        try:
+            outcome = consents.record_choices(
+                user,
+                asked,
+                surface="portal",
+                interaction_id=request.POST.get("interaction_id", ""),
+                confirmation=request.POST.get("confirmation", ""),
+                ip=client_ip(request),
+            )
+        except consents.ChoiceRefused as exc:
+            messages.error(request, str(exc))
+        else:
+            pending = outcome["pending"]
+            if not pending:
+                if outcome["requests"]:
+                    messages.success(
+                        request, "Done. We are telling every service we work with; see below when it is honoured."
+                    )
+                elif outcome["recorded"]:
+                    messages.success(request, "Your choices are saved.")
+                else:
+                    messages.info(request, "Nothing changed.")
+                return redirect("privacy:choices")
+    from compliance.processing import restriction_in_force
+
+    now = consents.current(user)
+    groups = [
+        ("sale", "Do Not Sell or Share My Personal Information", consents.SALE_SHARING),
+        ("sensitive", "Limit the Use of My Sensitive Personal Information", consents.SENSITIVE),
+        (
+            "other",
+            "Other uses",
+            tuple(n for n in consents.PURPOSES if n not in consents.SALE_SHARING + consents.SENSITIVE),
+        ),
+    ]
+    context = {
+        "section": "privacy",
+        "gpc": gpc,
+        "groups": [(anchor, title, [(consents.PURPOSES[n], now[n]) for n in names]) for anchor, title, names in groups],
+        "opt_out": consents.last_opt_out(user),
+        "restriction": restriction_in_force(user),
+        "pending": [consents.PURPOSES[n] for n in pending],
+        "confirmation": next(iter(pending.values()), ""),
+        "asked": asked,
+        "interaction_id": uuid.uuid4().hex,
+        "version": consents.NOTICE_VERSION,
+    }
+    return render(request, "compliance/portal/choices.html", context)

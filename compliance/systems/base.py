@@ -36,6 +36,32 @@ class Record:
 
 
 @dataclass(frozen=True)
+class RecordBatch:
+    """Many records of one source at once, for a system's fast export path (``export_batches``):
+    every row has the same (at least one) columns, and ``values`` holds the rows one after another,
+    ``len(columns)`` values each, with no tuple or dict per row. Row ``i`` is the record
+    ``Record(category, source, dict(zip(columns, values[i * width : (i + 1) * width])))``; the
+    export files are the same either way."""
+
+    category: str
+    source: str
+    columns: tuple[str, ...]
+    values: list[Any]
+
+    @property
+    def count(self) -> int:
+        return len(self.values) // len(self.columns)
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        width = len(self.columns)
+        return zip(*(self.values[i::width] for i in range(width)), strict=True)
+
+    def records(self) -> Iterator[Record]:
+        for row in self.rows():
+            yield Record(self.category, self.source, dict(zip(self.columns, row, strict=True)))
+
+
+@dataclass(frozen=True)
 class Kept:
     """Something erasure left in place under a legal exception, listed in the answer to the subject."""
 
@@ -64,6 +90,26 @@ class Description:
     sources: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class SubjectState:
+    """What a rectification, restriction, objection or opt-out carries to a system: the subject's
+    current state, not a delta, so applying it twice or out of order ends in the same place.
+
+    ``purposes``: the current choice per processing purpose (compliance.consents.PURPOSES);
+    ``restricted``: GDPR Art. 18 restriction in force (store only); ``profile``: the corrected
+    account values, sent only for a rectification (data minimisation)."""
+
+    purposes: dict[str, bool]
+    restricted: bool
+    profile: dict[str, str] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"purposes": dict(self.purposes), "restricted": self.restricted}
+        if self.profile is not None:
+            data["profile"] = dict(self.profile)
+        return data
+
+
 class DataSystem(Protocol):
     name: str
 
@@ -77,3 +123,17 @@ class DataSystem(Protocol):
         """Rows that still hold the subject's personal data, per source (empty or zeros after erasure,
         except what ``erase`` reported as kept)."""
         ...
+
+
+class BatchExport(Protocol):
+    """Optional, for systems with many records: the same records as ``export``, a batch at a time
+    (no ``Record`` and no dict per row). ``compliance.exports.records_of`` uses it when present."""
+
+    def export_batches(self, subject: SubjectRef) -> Iterator[RecordBatch]: ...
+
+
+class PropagatingSystem(DataSystem, Protocol):
+    """A system that also keeps choices or copies of account values, and is told when they change
+    (GDPR Arts. 16, 18, 19, 21; CCPA opt-outs, C-20). Returns the rows changed, per source."""
+
+    def apply(self, subject: SubjectRef, state: SubjectState) -> dict[str, int]: ...

@@ -91,6 +91,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
@@ -99,7 +100,7 @@ import psycopg
 from django.conf import settings
 
 from compliance.registry import Category, Erasure, LawfulBasis
-from compliance.systems.base import Description, ErasureResult, Kept, Record, SubjectRef
+from compliance.systems.base import Description, ErasureResult, Kept, Record, RecordBatch, SubjectRef, SubjectState
 from identity.crypto.blind import blind_index
 
 FORMAT_VERSION = 1
@@ -190,6 +191,18 @@ class Table:
 
 
 @dataclass(frozen=True)
+class Choices:
+    """Where the system keeps the listener's privacy choices and copies of account values, so that
+    rectification, restriction, objection and opt-outs reach it (compliance.propagation)."""
+
+    table: Table
+    purposes: tuple[tuple[str, str], ...]  # (purpose, boolean column)
+    restricted: str | None
+    profile: tuple[tuple[str, str], ...]  # (account field, column)
+    updated_at: str | None
+
+
+@dataclass(frozen=True)
 class Dataset:
     system: str
     summary: str
@@ -201,6 +214,7 @@ class Dataset:
     default_url: str
     tables: tuple[Table, ...]
     origin: str = "<dataset>"
+    choices: Choices | None = None
 
     def source(self, table: Table) -> str:
         return f"{self.system}.{table.name}"
@@ -230,7 +244,9 @@ def parse_dataset(data: object, *, origin: str = "<dataset>") -> Dataset:
 
 def _dataset(data: object, origin: str) -> Dataset:
     top = _mapping(data, "")
-    _keys(top, "", required=("format", "system", "description", "connection", "tables"), optional=("notes",))
+    _keys(
+        top, "", required=("format", "system", "description", "connection", "tables"), optional=("choices", "notes")
+    )
     if top["format"] != FORMAT_VERSION:
         _fail("format", f"must be {FORMAT_VERSION}, not {top['format']!r}")
     system = _identifier(top["system"], "system")
@@ -263,7 +279,9 @@ def _dataset(data: object, origin: str) -> Dataset:
             _fail(f"tables[{i}].name", f"table {table.name!r} is described twice")
         tables.append(table)
 
+    choices = _choices(top["choices"], "choices", tables) if "choices" in top else None
     return Dataset(
+        choices=choices,
         system=system,
         summary=_text(desc["summary"], "description.summary"),
         purposes=purposes,
@@ -274,6 +292,41 @@ def _dataset(data: object, origin: str) -> Dataset:
         default_url=default_url,
         tables=tuple(tables),
         origin=origin,
+    )
+
+
+def _choices(value: object, where: str, tables: list[Table]) -> Choices:
+    from compliance.consents import PURPOSES
+    from compliance.propagation import PROFILE_FIELDS
+
+    spec = _mapping(value, where)
+    _keys(spec, where, required=("table",), optional=("purposes", "restricted", "profile", "updated_at", "notes"))
+    name = _identifier(spec["table"], f"{where}.table", dotted=True)
+    table = next((t for t in tables if t.name == name), None)
+    if table is None:
+        _fail(f"{where}.table", f"{name!r} is not one of the tables described (its export and erasure must be too)")
+    columns = {f.name for f in table.personal_fields}
+    pairs: dict[str, list[tuple[str, str]]] = {"purposes": [], "profile": []}
+    for key, allowed in (("purposes", tuple(PURPOSES)), ("profile", PROFILE_FIELDS)):
+        for item, column in _mapping(spec.get(key, {}), f"{where}.{key}").items():
+            _choice(item, allowed, f"{where}.{key}")
+            if _identifier(column, f"{where}.{key}.{item}") not in columns:
+                _fail(f"{where}.{key}.{item}", f"{column!r} is not a personal field of {name}")
+            pairs[key].append((item, column))
+    single: dict[str, str | None] = {}
+    for key in ("restricted", "updated_at"):
+        column = spec.get(key)
+        if column is not None and _identifier(column, f"{where}.{key}") not in columns:
+            _fail(f"{where}.{key}", f"{column!r} is not a personal field of {name}")
+        single[key] = column
+    if not (pairs["purposes"] or pairs["profile"] or single["restricted"]):
+        _fail(where, "names no purpose, profile or restricted column: there would be nothing to keep in step")
+    return Choices(
+        table=table,
+        purposes=tuple(pairs["purposes"]),
+        restricted=single["restricted"],
+        profile=tuple(pairs["profile"]),
+        updated_at=single["updated_at"],
     )
 
 
@@ -520,6 +573,171 @@ def _converted(row: tuple[Any, ...], indexes: list[int]) -> tuple[Any, ...]:
         if values[i] is not None:
             values[i] = _plain(values[i])
     return tuple(values)
+
+
+# --- The export's PostgreSQL fast path: COPY ... TO STDOUT, turned into values a column at a time ----
+#
+# A named cursor makes a Python row (and, above, a formatted timestamp) per row; COPY sends text and
+# the values are made here with string operations over a whole column of a batch, so that a million
+# rows cost little more than PostgreSQL's own COPY of them. The values are exactly those of the named
+# cursor (``Database.stream`` with ``select_list``): tests/compliance/test_sql_system.py compares them.
+# A table with a column of any other type is exported through the named cursor.
+EXPORT_BATCH = 10_000  # rows per batch of export_batches (and per line of an export part)
+_COPY_ESCAPES = {"b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\"}
+_COPY_ESCAPE = re.compile(r"\\(.)")
+
+
+def _copy_text(values: list[str]) -> list[Any]:
+    """COPY's text format: ``\\N`` is NULL, and backslash, tab, newline and a few control characters
+    are escaped; a column without a backslash needs nothing."""
+    joined = "\x00".join(values)  # PostgreSQL text never holds NUL
+    if "\\" not in joined:
+        return values
+    if joined.count("\\") == values.count("\\N"):  # NULLs, nothing escaped
+        return [None if v == "\\N" else v for v in values]
+    return [
+        None if v == "\\N" else _COPY_ESCAPE.sub(lambda m: _COPY_ESCAPES.get(m[1], m[1]), v) if "\\" in v else v
+        for v in values
+    ]
+
+
+def _copy_int(values: list[str]) -> list[Any]:
+    if "\\N" not in values:
+        return list(map(int, values))
+    return [None if v == "\\N" else int(v) for v in values]
+
+
+def _copy_float(values: list[str]) -> list[Any]:
+    if "\\N" not in values:
+        return list(map(float, values))
+    return [None if v == "\\N" else float(v) for v in values]
+
+
+def _copy_bool(values: list[str]) -> list[Any]:
+    return [None if v == "\\N" else v == "t" for v in values]
+
+
+def _xsd_timestamp(text: str, *, zone: bool) -> str:
+    """One ISO-style timestamp as ``to_json`` writes it ("T" between date and time; a UTC offset as
+    "+00:00"), for the values the column-wide replacement below does not cover (BC, infinity)."""
+    date, space, rest = text.partition(" ")
+    if not space:
+        return text  # infinity, -infinity
+    suffix = ""
+    if rest.endswith(" BC"):
+        rest, suffix = rest[:-3], " BC"
+    if zone:
+        cut = max(rest.rfind("+"), rest.rfind("-"))
+        if cut > 0 and len(rest) - cut == 3:
+            rest += ":00"
+    return f"{date}T{rest}{suffix}"
+
+
+def _copy_timestamp(values: list[str], *, zone: bool) -> list[Any]:
+    """``timestamp``/``timestamptz`` as ``to_json(...) #>> '{}'`` gives them (the named cursor's
+    select list): "2025-03-14 12:00:01.5+00" becomes "2025-03-14T12:00:01.5+00:00" (the session's
+    time zone is UTC and its DateStyle ISO)."""
+    values = _copy_text(values)
+    present = [v for v in values if v is not None] if None in values else values
+    joined = "\x00".join(present) + "\x00"
+    if "B" in joined or "i" in joined or (zone and joined.count("+00\x00") != len(present)):
+        done = iter([_xsd_timestamp(v, zone=zone) for v in present])
+    else:
+        joined = joined.replace(" ", "T")
+        if zone:
+            joined = joined.replace("+00\x00", "+00:00\x00")
+        done = iter(joined[:-1].split("\x00"))
+    return [None if v is None else next(done) for v in values] if None in values else list(done)
+
+
+def _copy_timestamptz(values: list[str]) -> list[Any]:
+    return _copy_timestamp(values, zone=True)
+
+
+def _copy_timestamp_naive(values: list[str]) -> list[Any]:
+    return _copy_timestamp(values, zone=False)
+
+
+# type oid -> what makes a column of COPY text into the exported values. Types the select list
+# already turns into text on the server (_PG_AS_TEXT) arrive as text.
+_COPY_LOADERS: dict[int, Any] = {
+    **{oid: _copy_text for oid in _PG_AS_TEXT},
+    16: _copy_bool,
+    20: _copy_int,
+    21: _copy_int,
+    23: _copy_int,
+    26: _copy_int,
+    700: _copy_float,
+    701: _copy_float,
+    25: _copy_text,
+    1042: _copy_text,
+    1043: _copy_text,
+    19: _copy_text,
+    1082: _copy_text,  # date: DateStyle ISO writes what to_json writes
+    1114: _copy_timestamp_naive,
+    1184: _copy_timestamptz,
+}
+_COPY_PLAIN = frozenset({1082, 1114, 1184})  # selected as they are, converted above
+
+
+def _copy_batches(
+    db: Database, table: str, columns: Sequence[str], where: str, order: str, params: Sequence[Any], *, size: int
+) -> Iterator[list[Any]] | None:
+    """The rows of ``SELECT columns FROM table WHERE ... ORDER BY ...`` through COPY, ``size`` at a
+    time, each batch one flat list (row after row) of the values the named cursor gives; None on
+    SQLite, or when a column's type has no loader."""
+    if db.engine != "postgresql":
+        return None
+    probe = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} WHERE 1 = 0"  # noqa: S608
+    with db.pg.cursor() as cur:
+        cur.execute(probe)
+        types = [d.type_code for d in cur.description or ()]
+    if not columns or any(oid not in _COPY_LOADERS for oid in types):
+        return None
+    expressions = [
+        quote(c) if oid in _COPY_PLAIN or oid not in _PG_AS_TEXT else _PG_AS_TEXT[oid].format(quote(c))
+        for c, oid in zip(columns, types, strict=True)
+    ]
+    loaders = [_COPY_LOADERS[oid] for oid in types]
+    statement = f"COPY (SELECT {', '.join(expressions)} FROM {quote(table)} WHERE {where} ORDER BY {order}) TO STDOUT"  # noqa: S608
+    return _copy_rows(db, db.sql(statement), params, loaders, size=size)
+
+
+def _copy_rows(
+    db: Database, statement: str, params: Sequence[Any], loaders: list[Any], *, size: int
+) -> Iterator[list[Any]]:
+    width = len(loaders)
+    encoding = db.pg.info.encoding
+
+    def batch(data: bytearray, rows: int) -> list[Any]:
+        # Tabs and newlines inside values are escaped: the raw ones are the separators.
+        text = data.decode(encoding)
+        plain = "\\" not in text  # no NULL and nothing escaped in the whole batch
+        values = text.replace("\n", "\t").split("\t")
+        if len(values) != rows * width + 1:
+            raise DatasetError("COPY returned rows of an unexpected shape")
+        values.pop()  # after the last newline
+        for i, load in enumerate(loaders):
+            if plain and load is _copy_text:
+                continue
+            column = values[i::width]
+            loaded = load(column)
+            if loaded is not column:
+                values[i::width] = loaded
+        return values
+
+    db.pg.execute("SET LOCAL DateStyle TO ISO")
+    with db.pg.cursor() as cur, cur.copy(statement, params) as copy:
+        # One growing buffer, not an object per row: the rows of a batch cost no garbage collection.
+        pending, rows = bytearray(), 0
+        for data in copy:
+            pending += data
+            rows += 1
+            if rows >= size:
+                yield batch(pending, rows)
+                pending, rows = bytearray(), 0
+        if rows:
+            yield batch(pending, rows)
 
 
 class Database:
@@ -846,6 +1064,28 @@ class SqlDataSystem:
                     for row in batch:
                         yield Record(category, source, dict(zip(columns, row)))  # noqa: B905 (hot path; same length)
 
+    def export_batches(self, subject: SubjectRef) -> Iterator[RecordBatch]:
+        """The records of :meth:`export`, the same values in the same order, ``EXPORT_BATCH`` rows at
+        a time (``compliance.systems.base.BatchExport``): what the export task writes. PostgreSQL
+        streams each table with ``COPY (SELECT ...) TO STDOUT`` when every column's type allows it
+        (the named cursor otherwise); SQLite steps the statement ``EXPORT_BATCH`` rows at a time."""
+        size = max(self.fetch_size, EXPORT_BATCH)
+        with self.connect() as db, db.transaction(read_only=True):
+            for table in self.dataset.tables:
+                columns = table.export_columns
+                where, params = self._match(table, subject, kept_too=True)
+                order = self._order(table)
+                batches = _copy_batches(db, table.name, columns, where, order, params, size=size)
+                if batches is None:
+                    statement = (
+                        f"SELECT {db.select_list(table.name, columns)} FROM {quote(table.name)} "  # noqa: S608
+                        f"WHERE {where} ORDER BY {order}"
+                    )
+                    batches = (list(chain.from_iterable(rows)) for rows in db.stream(statement, params, size=size))
+                source, category = self.source(table), table.category.value
+                for values in batches:
+                    yield RecordBatch(category, source, columns, values)
+
     # -- Erasure (G-17, C-14, C-17) ----------------------------------------------------------------
 
     def erase(self, subject: SubjectRef) -> ErasureResult:
@@ -894,6 +1134,38 @@ class SqlDataSystem:
             rows = db.fetch(after, [value, rows[-1][0]], limit=limit)
 
     # -- Read-back: the evidence that nothing remains -------------------------------------------------
+
+    def apply(self, subject: SubjectRef, state: SubjectState) -> dict[str, int]:
+        """Write the subject's current choices, restriction and (for a rectification) corrected
+        values into the dataset's ``choices`` table: an update of their row, or an insert when the
+        system has none yet. Idempotent. Systems without a ``choices`` section change nothing."""
+        choices = self.dataset.choices
+        if choices is None:
+            return {}
+        values: list[tuple[str, Any]] = [(column, state.purposes[p]) for p, column in choices.purposes]
+        if choices.restricted:
+            values.append((choices.restricted, state.restricted))
+        if state.profile is not None:
+            values.extend((column, state.profile.get(field, "")) for field, column in choices.profile)
+        if choices.updated_at:
+            values.append((choices.updated_at, datetime.datetime.now(datetime.UTC).isoformat()))
+        table = choices.table
+        identity = self._identity(table, subject)
+        assignments = ", ".join(f"{quote(c)} = ?" for c, _ in values)
+        with self.connect() as db, db.transaction():
+            changed = db.execute(
+                f"UPDATE {quote(table.name)} SET {assignments} WHERE {quote(table.identity_column)} = ?",  # noqa: S608
+                [v for _, v in values] + [identity],
+            )
+            if changed == 0:
+                columns = [table.identity_column] + [c for c, _ in values]
+                db.execute(
+                    f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "  # noqa: S608
+                    f"VALUES ({', '.join('?' for _ in columns)})",
+                    [identity] + [v for _, v in values],
+                )
+                changed = 1
+        return {self.source(table): changed}
 
     def read_back(self, subject: SubjectRef) -> dict[str, int]:
         """Rows still holding the subject's personal data beyond what is kept, per source.

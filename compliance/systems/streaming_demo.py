@@ -35,7 +35,7 @@ from compliance.systems.sql import (
 )
 
 DATASET_PATH = Path(__file__).resolve().parent / "datasets" / "streaming_history.json"
-TABLES = ("listening_events", "playlists", "followed_artists", "devices", "invoices")
+TABLES = ("listening_events", "playlists", "followed_artists", "devices", "invoices", "listener_settings")
 # (table, identity column) for "does this user already have data?"
 IDENTITY_COLUMNS = (
     ("listening_events", "user_id"),
@@ -43,6 +43,7 @@ IDENTITY_COLUMNS = (
     ("followed_artists", "user_id"),
     ("devices", "user_id"),
     ("invoices", "user_id"),
+    ("listener_settings", "user_id"),
 )
 DEMO_EVENTS = 500
 EVENT_COLUMNS = (
@@ -115,6 +116,22 @@ _SCHEMA: dict[str, list[tuple[str, str, str]]] = {
         ("amount_cents", "int", "NOT NULL"),
         ("currency", "text", "NOT NULL"),
         ("plan", "text", "NOT NULL"),
+    ],
+    # The streaming apps' copy of the listener's profile and privacy choices: kept in step by
+    # compliance.propagation (the dataset's "choices" section).
+    "listener_settings": [
+        ("id", "pk", ""),
+        ("user_id", "text", "NOT NULL UNIQUE"),
+        ("display_name", "text", ""),
+        ("country", "text", ""),
+        ("region", "text", ""),
+        ("recommendations", "bool", "NOT NULL DEFAULT TRUE"),
+        ("push_new_releases", "bool", "NOT NULL DEFAULT FALSE"),
+        ("ads_sharing", "bool", "NOT NULL DEFAULT FALSE"),
+        ("partner_sharing", "bool", "NOT NULL DEFAULT FALSE"),
+        ("mood_inference", "bool", "NOT NULL DEFAULT FALSE"),
+        ("processing_restricted", "bool", "NOT NULL DEFAULT FALSE"),
+        ("updated_at", "ts", ""),
     ],
 }
 _INDEXES = (
@@ -322,13 +339,21 @@ def _library_rows(user_id: str, seed: int) -> dict[str, list[tuple[Any, ...]]]:
                 plan,
             )
         )
-    return {"playlists": playlists, "followed_artists": followed, "devices": devices, "invoices": invoices}
+    settings_row = [(user_id, f"Demo Listener {tag}", COUNTRIES[rng.randrange(len(COUNTRIES))], "", True, _when(rng))]
+    return {
+        "playlists": playlists,
+        "followed_artists": followed,
+        "devices": devices,
+        "invoices": invoices,
+        "listener_settings": settings_row,
+    }
 
 
 _INSERT_COLUMNS = {
     "playlists": ("owner_id", "name", "description", "is_public", "follower_count", "created_at"),
     "followed_artists": ("user_id", "artist", "followed_at"),
     "devices": ("user_id", "device_model", "os", "device_name", "push_token", "registered_at", "last_seen_at"),
+    "listener_settings": ("user_id", "display_name", "country", "region", "recommendations", "updated_at"),
     "invoices": (
         "invoice_number",
         "user_id",

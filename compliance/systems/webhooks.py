@@ -1,11 +1,16 @@
 """External services as data systems: a signed webhook out, a signed callback back (issue #4).
 
-For each run we POST ``{"run", "request", "action", "subject": {"user_id"}, "callback"}`` to the
-service, signed with HMAC-SHA256 under the service's shared secret over ``timestamp + "." + body``
-(headers ``X-Signature-Timestamp`` and ``X-Signature-SHA256``; ``Idempotency-Key`` is the run id, so
-a retried delivery is recognised). The run then waits. The service answers on the callback URL with
-the same signature scheme: ``{"run", "status": "done"|"failed", "counts", "kept", "read_back",
-"records"}`` (records for an export). Callbacks older than five minutes, or seen before, are refused.
+For each run we POST ``{"run", "request", "action", "subject": {"user_id"}, "callback", "state"?}``
+to the service, signed with HMAC-SHA256 under the service's shared secret over
+``timestamp + "." + body`` (headers ``X-Signature-Timestamp`` and ``X-Signature-SHA256``;
+``Idempotency-Key`` is the run id, so a retried delivery is recognised). ``state`` comes with
+rectify/restrict/unrestrict/opt_out runs: the subject's current choices and restriction and, for a
+rectification only, the corrected profile values (compliance.systems.base.SubjectState). The run
+then waits. The service answers on the callback URL with the same signature scheme: ``{"run",
+"status": "done"|"failed", "counts", "kept", "read_back", "records"}`` (records for an export).
+Callbacks older than five minutes, or seen before, are refused. A listener's own change (a consent
+toggle, a profile correction) is sent as ``{"run": null, "action": "sync", "subject", "state"}``,
+with no callback.
 
 Services are configured in ``CONNECTED_SERVICES_JSON``: a JSON list of ``{"name", "url",
 "secret_env", "purpose", "categories"}``; the secret itself is read from the environment variable
@@ -25,7 +30,7 @@ from typing import Any
 
 from django.conf import settings
 
-from compliance.systems.base import Description, ErasureResult, Record, SubjectRef
+from compliance.systems.base import Description, ErasureResult, Record, SubjectRef, SubjectState
 from identity.env import env_str
 
 MAX_SKEW_SECONDS = 300
@@ -103,17 +108,33 @@ class WebhookSystem:
             sources=("the service's own records about you",),
         )
 
-    def dispatch(self, *, run_id: int, request_id: str, action: str, subject: SubjectRef) -> None:
+    def dispatch(
+        self, *, run_id: int, request_id: str, action: str, subject: SubjectRef, state: SubjectState | None = None
+    ) -> None:
+        message: dict[str, Any] = {
+            "run": run_id,
+            "request": request_id,
+            "action": action,
+            "subject": {"user_id": subject.user_id},
+            "callback": f"{settings.SITE_URL}/api/v1/privacy/callbacks/{self.name}",
+        }
+        if state is not None:
+            message["state"] = state.as_json()
+        self._post(json.dumps(message, sort_keys=True).encode(), idempotency_key=f"run-{run_id}")
+
+    def notify(self, *, subject: SubjectRef, state: SubjectState) -> None:
+        """A listener's own change (no request, so no callback): the service applies the state."""
         body = json.dumps(
-            {
-                "run": run_id,
-                "request": request_id,
-                "action": action,
-                "subject": {"user_id": subject.user_id},
-                "callback": f"{settings.SITE_URL}/api/v1/privacy/callbacks/{self.name}",
-            },
+            {"run": None, "action": "sync", "subject": {"user_id": subject.user_id}, "state": state.as_json()},
             sort_keys=True,
         ).encode()
+        self._post(body, idempotency_key="sync-" + hashlib.sha256(body).hexdigest()[:32])
+
+    def apply(self, subject: SubjectRef, state: SubjectState) -> dict[str, int]:
+        """Asynchronous: fulfilment calls ``dispatch``; the counts arrive with the callback."""
+        raise ServiceError(f"{self.name} is reached by webhook; its results arrive by callback")
+
+    def _post(self, body: bytes, *, idempotency_key: str) -> None:
         timestamp = str(int(time.time()))
         message = urllib.request.Request(  # noqa: S310 (an operator-configured https URL)
             self.config.url,
@@ -123,7 +144,7 @@ class WebhookSystem:
                 "Content-Type": "application/json",
                 "X-Signature-Timestamp": timestamp,
                 "X-Signature-SHA256": sign(self.config.secret, timestamp, body),
-                "Idempotency-Key": f"run-{run_id}",
+                "Idempotency-Key": idempotency_key,
             },
         )
         with urllib.request.urlopen(message, timeout=10) as response:  # noqa: S310

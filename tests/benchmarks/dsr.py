@@ -257,15 +257,30 @@ def child_export(spec_text: str) -> int:
     django.db.connection.ensure_connection()
     before_mb = _rss_mb("VmRSS")
     reset = _reset_peak_rss()  # so that the peak below is the export's, not the imports'
+    assembled: dict[str, Any] = {}
     start = time.perf_counter()
     if spec["write"]:
-        counts = exports.write_parts(uuid.uuid4(), system.name, key_id, system.export(subject))
+        request_id = uuid.uuid4()
+        # What the export task runs (compliance.fulfilment.execute): the system's batches, into parts.
+        counts = exports.write_parts(request_id, system.name, key_id, exports.records_of(system, subject))
         records = sum(counts.values())
     else:
         records = sum(1 for _ in system.export(subject))
     elapsed = time.perf_counter() - start
     peak_mb = _rss_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     written = sum(p.stat().st_size for p in Path(exports.export_root()).rglob("*.jsonl.enc"))
+    if spec["write"]:
+        # Then the task that finishes the request (compliance.fulfilment._finish_export): the ZIP.
+        start = time.perf_counter()
+        _, size = exports.assemble(request_id, key_id, [system.describe()])
+        assembled = {
+            "assemble_seconds": time.perf_counter() - start,
+            "zip_bytes": size,
+            "whole_peak_rss_mb": _rss_mb("VmHWM")
+            if reset
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        }
+        exports.delete_export_files(request_id)
     print(
         json.dumps(
             {
@@ -276,6 +291,7 @@ def child_export(spec_text: str) -> int:
                 "rss_increase_mb": peak_mb - before_mb,
                 "peak_reset": reset,
                 "written_bytes": written if spec["write"] else 0,
+                **assembled,
             }
         )
     )
@@ -319,6 +335,8 @@ def measure_export(url: str, key_id: uuid.UUID, events: int, postgres: bool) -> 
         result["copy"] = {**best, "runs_s": [c["seconds"] for c in copies]}
         result["ratio_write"] = result["export_write"]["seconds"] / best["seconds"]
         result["ratio_pure"] = result["export_pure"]["seconds"] / best["seconds"]
+        whole = result["export_write"]["seconds"] + result["export_write"]["assemble_seconds"]
+        result["ratio_whole"] = whole / best["seconds"]
     # seed_events adds listening events only: the other tables hold nothing of the subject.
     for kind in ("export_pure", "export_write"):
         if result[kind]["records"] != events:
@@ -520,7 +538,7 @@ def run(args: argparse.Namespace, tmpdir: Path) -> dict[str, Any]:
 
 def targets(result: dict[str, Any], postgres: bool) -> dict[str, Any]:
     export, erasure, admin = result["export"], result["erasure"], result["admin"]
-    peak = export["export_write"]["peak_rss_mb"]
+    peak = max(export["export_write"]["peak_rss_mb"], export["export_write"]["whole_peak_rss_mb"])
     found: dict[str, Any] = {
         "export_memory": {"value_mb": peak, "target_mb": MEMORY_TARGET_MB, "ok": peak < MEMORY_TARGET_MB},
         "erasure_vs_delete": {
@@ -563,17 +581,25 @@ def print_report(result: dict[str, Any]) -> None:
         )
     written = export["export_write"]["written_bytes"]
     print(f"   encrypted parts written: {written / 2**20:.0f} MiB")
+    e = export["export_write"]
+    whole = e["seconds"] + e["assemble_seconds"]
+    ratio = f"  {export['ratio_whole']:.2f}x COPY" if "ratio_whole" in export else ""
+    print(
+        f"   then assemble (the ZIP)       {e['assemble_seconds']:8.2f} s; {e['zip_bytes'] / 2**20:.0f} MiB encrypted "
+        f"ZIP; peak RSS of parts + ZIP {e['whole_peak_rss_mb']:.0f} MB"
+    )
+    print(f"   whole export (parts + ZIP)    {whole:8.2f} s{ratio}  (no target; shown so that nothing is left out)")
     if "export_vs_copy" in tgt:
         t = tgt["export_vs_copy"]
         print(f"   target export <= {t['target']}x COPY: {t['value']:.2f}x  {_verdict(t['ok'])}")
     t = tgt["export_memory"]
-    print(f"   target peak RSS < {t['target_mb']:.0f} MB: {t['value_mb']:.0f} MB  {_verdict(t['ok'])}")
+    print(f"   target peak RSS < {t['target_mb']:.0f} MB (parts and ZIP): {t['value_mb']:.0f} MB  {_verdict(t['ok'])}")
 
     print(f"\n2. Erasure of {erasure['events']:,} listening events")
-    runs = {k: ", ".join(f"{s:.2f}" for s in erasure[f"{k}_runs_s"]) for k in ("delete", "erase")}
-    print(f"   raw DELETE (listening_events)  {erasure['delete_s']:8.2f} s  (runs {runs['delete']} s)")
+    erase_runs = {k: ", ".join(f"{s:.2f}" for s in erasure[f"{k}_runs_s"]) for k in ("delete", "erase")}
+    print(f"   raw DELETE (listening_events)  {erasure['delete_s']:8.2f} s  (runs {erase_runs['delete']} s)")
     print(
-        f"   SqlDataSystem.erase (5 tables) {erasure['erase_s']:8.2f} s  (runs {runs['erase']} s)  "
+        f"   SqlDataSystem.erase (5 tables) {erasure['erase_s']:8.2f} s  (runs {erase_runs['erase']} s)  "
         f"{erasure['ratio']:.2f}x"
     )
     t = tgt["erasure_vs_delete"]

@@ -49,7 +49,8 @@ def test_access_portability_and_erasure_need_a_fresh_second_factor(alice) -> Non
 def test_opt_outs_need_no_verification_c20(charlie) -> None:  # type: ignore[no-untyped-def]
     api = signed_in("charlie@example.test")
     body = api.post("/api/v1/privacy/requests", {"type": "opt_out_sale_sharing"}, format="json").json()
-    assert (body["status"], body["jurisdiction"]) == ("verified", "US-CA")
+    # Carried out at once: nothing to verify, the connected systems are being told (compliance.propagation).
+    assert (body["status"], body["jurisdiction"]) == ("in_progress", "US-CA")
 
 
 def test_a_second_identical_request_returns_the_open_one(alice) -> None:  # type: ignore[no-untyped-def]
@@ -62,7 +63,9 @@ def test_a_second_identical_request_returns_the_open_one(alice) -> None:  # type
 
 def test_another_listener_never_sees_a_request(alice, charlie) -> None:  # type: ignore[no-untyped-def]
     mine = (
-        signed_in("alice@example.test").post("/api/v1/privacy/requests", {"type": "restriction"}, format="json").json()
+        signed_in("alice@example.test")
+        .post("/api/v1/privacy/requests", {"type": "rectification"}, format="json")
+        .json()
     )
     intruder = signed_in("charlie@example.test")
     assert_problem(intruder.get(f"/api/v1/privacy/requests/{mine['id']}"), 404, "not_found")

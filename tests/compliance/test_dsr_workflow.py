@@ -53,7 +53,8 @@ def test_ccpa_request_has_an_acknowledgement_deadline(charlie) -> None:  # type:
 
 def test_opt_outs_need_no_verification_c20(charlie) -> None:  # type: ignore[no-untyped-def]
     request = submit(charlie, kind="opt_out_sale_sharing", verification="")
-    assert (request.status, request.verification_method) == ("verified", "not_required")
+    # Verified without asking anything, and carried out at once (compliance.propagation).
+    assert (request.status, request.verification_method) == ("in_progress", "not_required")
     assert request.due_on == datetime.date(2026, 2, 20)  # 15 business days
 
 
@@ -185,7 +186,7 @@ def test_a_third_request_to_know_in_12_months_goes_to_an_officer_c08(alice, bob)
     assert "C-08" in read_payload(event)["data"]["review"]  # type: ignore[index]
     objection = services.submit_request(
         subject=alice,
-        kind="objection",
+        kind="rectification",
         channel="api",
         actor=alice,
         verification="session",

@@ -23,7 +23,8 @@ def test_the_privacy_page_lists_requests_and_files_new_ones(client, alice) -> No
     response = client.post("/privacy/", {"kind": "objection", "details": "stop the profiling"})
     request = PrivacyRequest.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/privacy/requests/{request.pk}/"
-    assert (request.channel, request.status, request.details) == ("portal", "verified", "stop the profiling")
+    # An objection to profiling (legitimate interests) waits for an officer, the data restricted meanwhile (G-21).
+    assert (request.channel, request.status, request.details) == ("portal", "awaiting_review", "stop the profiling")
     detail = client.get(f"/privacy/requests/{request.pk}/")
     assert b"Objection" in detail.content and str(request.pk).encode() in detail.content
 
@@ -37,7 +38,7 @@ def test_a_copy_needs_a_fresh_second_factor(client, alice) -> None:  # type: ign
 
 def test_cancel_and_another_listener_gets_404(client, alice, charlie) -> None:  # type: ignore[no-untyped-def]
     signed_in(client, alice)
-    client.post("/privacy/", {"kind": "restriction"})
+    client.post("/privacy/", {"kind": "rectification"})
     request = PrivacyRequest.objects.get()
     client.post(f"/privacy/requests/{request.pk}/cancel")
     assert PrivacyRequest.objects.get(pk=request.pk).status == "cancelled"
@@ -55,3 +56,15 @@ def test_bad_input_is_refused_and_anonymous_visitors_sign_in_first(client, alice
     response = client.post("/privacy/", {"kind": "telepathy"})
     assert response.status_code == 200 and b"Select a valid choice" in response.content
     assert not PrivacyRequest.objects.exists()
+
+
+def test_an_objection_names_the_uses_it_is_about_g21(client, alice) -> None:  # type: ignore[no-untyped-def]
+    """G-21: the listener says which use they object to; marketing stops at once, without review."""
+    signed_in(client, alice)
+    page = client.get("/privacy/")
+    assert b"News and offers by e-mail" in page.content
+    client.post("/privacy/", {"kind": "objection", "purposes": ["marketing_email"]})
+    request = PrivacyRequest.objects.get()
+    assert request.purposes == ["marketing_email"] and request.status == "in_progress"
+    refused = client.post("/privacy/", {"kind": "rectification", "purposes": ["marketing_email"]})
+    assert refused.status_code == 200 and b"does not take purposes" in refused.content

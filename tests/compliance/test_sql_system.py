@@ -144,7 +144,7 @@ def test_the_shipped_dataset_describes_the_system_for_an_access_answer() -> None
     assert description.name == SYSTEM
     assert len(description.purposes) == 4
     assert description.lawful_bases == ("contract", "legitimate_interests", "consent", "legal_obligation")
-    assert description.categories == ("account", "contact", "identity", "location", "security", "usage")
+    assert description.categories == ("account", "consent", "contact", "identity", "location", "security", "usage")
     assert description.recipients[0].startswith("ExampleCloud Hosting (processor")
     assert "invoices: 10 years" in description.retention
     assert description.sources == (
@@ -159,6 +159,7 @@ def test_the_shipped_dataset_describes_the_system_for_an_access_answer() -> None
         "followed_artists": "delete_row",
         "devices": "null",
         "invoices": "keep",
+        "listener_settings": "delete_row",
     }
 
 
@@ -182,7 +183,11 @@ def _set(path: str, value: Any) -> Any:
 
 INVALID = [
     ("system", ..., "system: required"),
-    ("tabels", [], "tabels: unknown key (expected one of: connection, description, format, notes, system, tables)"),
+    (
+        "tabels",
+        [],
+        "tabels: unknown key (expected one of: choices, connection, description, format, notes, system, tables)",
+    ),
     ("format", 2, "format: must be 1, not 2"),
     ("description.recipients", [], "description.recipients: must not be empty"),
     ("description.purposes.0.lawful_basis", "vibes", "description.purposes[0].lawful_basis: must be one of consent,"),
@@ -316,6 +321,7 @@ def test_export_yields_every_table_of_the_subject_and_nothing_of_another(
         f"{SYSTEM}.followed_artists": 4,
         f"{SYSTEM}.devices": 2,
         f"{SYSTEM}.invoices": 3,
+        f"{SYSTEM}.listener_settings": 1,
     }
     assert [r.source for r in records] == sorted((r.source for r in records), key=lambda s: SOURCES.index(s))
     categories = {r.source: r.category for r in records}
@@ -325,6 +331,7 @@ def test_export_yields_every_table_of_the_subject_and_nothing_of_another(
         f"{SYSTEM}.followed_artists": "usage",
         f"{SYSTEM}.devices": "security",
         f"{SYSTEM}.invoices": "account",
+        f"{SYSTEM}.listener_settings": "consent",
     }
     events = [r.values for r in records if r.source.endswith("listening_events")]
     assert list(events[0]) == [
@@ -355,7 +362,7 @@ def test_export_yields_every_table_of_the_subject_and_nothing_of_another(
         assert record.values["id"] not in charlie_ids[record.source.split(".")[1]]
     charlie_tag = streaming_demo._tag(CHARLIE_ID)
     assert not [v for v in all_values if isinstance(v, str) and charlie_tag in v.lower()]
-    assert sum(1 for _ in system.export(charlie_ref)) == EVENTS + 3 + 4 + 2 + 3
+    assert sum(1 for _ in system.export(charlie_ref)) == EVENTS + 3 + 4 + 2 + 3 + 1
 
 
 def test_export_of_someone_unknown_is_empty(seeded: str) -> None:
@@ -383,6 +390,7 @@ def test_erasure_applies_each_tables_action_exactly(
         f"{SYSTEM}.followed_artists": 4,
         f"{SYSTEM}.devices": 2,
         f"{SYSTEM}.invoices": 3,
+        f"{SYSTEM}.listener_settings": 1,
     }
     assert result.kept == [Kept(f"{SYSTEM}.invoices", 3, INVOICE_EXCEPTION, ("issued_at", "amount_cents"))]
 
@@ -391,7 +399,7 @@ def test_erasure_applies_each_tables_action_exactly(
         others = {i: row for i, row in before[table].items() if row[owner] != ALICE_ID}
         assert {i: after[table][i] for i in others} == others, f"{table}: Charlie's rows changed"
         expected: dict[Any, dict[str, Any]]
-        if table in ("listening_events", "followed_artists"):
+        if table in ("listening_events", "followed_artists", "listener_settings"):
             expected = {}
         elif table == "playlists":
             expected = {
@@ -424,6 +432,7 @@ def test_erasure_applies_each_tables_action_exactly(
         f"{SYSTEM}.followed_artists": 4,
         f"{SYSTEM}.devices": 2,
         f"{SYSTEM}.invoices": 3,
+        f"{SYSTEM}.listener_settings": 1,
     }
 
 
@@ -451,6 +460,7 @@ def test_read_back_finds_nothing_after_erasure_but_the_kept_minimised_rows(seede
         f"{SYSTEM}.followed_artists": 4,
         f"{SYSTEM}.devices": 2,
         f"{SYSTEM}.invoices": 3,
+        f"{SYSTEM}.listener_settings": 1,
     }
     assert system.kept(alice_ref) == []
 
@@ -723,6 +733,7 @@ def test_seeding_is_deterministic_and_never_duplicates(streaming_url: str) -> No
         "followed_artists": 8,
         "devices": 4,
         "invoices": 6,
+        "listener_settings": 2,
     }
     assert list(streaming_demo.generate_events(ALICE_ID, 3, seed=9)) == list(
         streaming_demo.generate_events(ALICE_ID, 3, seed=9)
@@ -802,6 +813,7 @@ def test_seed_demo_gives_the_demo_listener_a_streaming_history(streaming_setting
         "followed_artists": 4,
         "devices": 2,
         "invoices": 3,
+        "listener_settings": 1,
     }
     assert streaming_demo.users_with_data(streaming_settings, [str(listener.pk)]) == {str(listener.pk)}
 
