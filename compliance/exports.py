@@ -393,7 +393,8 @@ def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Descri
     parts = _parts_by_category(request_id)
     with zipfile.ZipFile(writer, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
         for category, sources in sorted(parts.items()):
-            with archive.open(f"{category}.json", "w") as handle:
+            # force_zip64: a member's size is unknown while it streams; a long history passes 4 GiB.
+            with archive.open(f"{category}.json", "w", force_zip64=True) as handle:
                 handle.write(b"[\n")
                 separator = b""
                 for system, path in sources:
@@ -403,7 +404,7 @@ def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Descri
                         separator = b",\n"
                         counts[category] = counts.get(category, 0) + batch.count
                 handle.write(b"\n]\n")
-            with archive.open(f"{category}.csv", "w") as handle:
+            with archive.open(f"{category}.csv", "w", force_zip64=True) as handle:
                 handle.write(b"source,record,field,value\r\n")
                 number = 1
                 for system, path in sources:

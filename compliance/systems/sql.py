@@ -244,9 +244,7 @@ def parse_dataset(data: object, *, origin: str = "<dataset>") -> Dataset:
 
 def _dataset(data: object, origin: str) -> Dataset:
     top = _mapping(data, "")
-    _keys(
-        top, "", required=("format", "system", "description", "connection", "tables"), optional=("choices", "notes")
-    )
+    _keys(top, "", required=("format", "system", "description", "connection", "tables"), optional=("choices", "notes"))
     if top["format"] != FORMAT_VERSION:
         _fail("format", f"must be {FORMAT_VERSION}, not {top['format']!r}")
     system = _identifier(top["system"], "system")
