@@ -18,13 +18,12 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from compliance import audit, exports, notices
+from compliance import audit, exports, notices, suppression
 from compliance.dsr.services import RequestRefused
-from compliance.models import AuditEvent, ExportFile, PrivacyRequest, SuppressionEntry, SystemRun
+from compliance.models import AuditEvent, ExportFile, PrivacyRequest, SystemRun
 from compliance.systems.base import DataSystem, SubjectRef
 from compliance.systems.internal import InternalSystem
 from identity.crypto import keystore
-from identity.crypto.blind import blind_index, normalise_email
 from identity.crypto.envelope import Erased
 from identity.hooks import subject_erased
 from identity.logging import redact
@@ -240,9 +239,7 @@ def _finish_erasure(request: PrivacyRequest, runs: list[SystemRun]) -> None:
     # Tell the subject while an address still exists, then end the account and destroy the key.
     notices.deliver(request.pk, "completion")
     if subject.email:
-        SuppressionEntry.objects.get_or_create(
-            email_hmac=blind_index(normalise_email(subject.email), purpose="suppression")
-        )
+        suppression.add(subject.email)
     evidence = evidence_for(request, runs)
     subject_erased(user)
     keystore.shred(subject.data_key_id)

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from accounts.models import ParentalConsentRequest, User
 from accounts.notifications import email_verification_token, notify
-from compliance import audit
+from compliance import audit, suppression
 from identity.crypto.blind import email_index
 
 COPPA_AGE = 13
@@ -103,8 +103,14 @@ def register_listener(
                     parent_email=parent_email,
                     parent_email_index=email_index(parent_email),
                 )
+            # An erased listener may come back: a new account, recognised as such, never linked to the old one.
+            returning = suppression.is_suppressed(email)
             audit.record(
-                "accounts.user.registered", actor=user, subject=user, data={"child": child, "country": country}, ip=ip
+                "accounts.user.registered",
+                actor=user,
+                subject=user,
+                data={"child": child, "country": country, "returning_after_erasure": returning},
+                ip=ip,
             )
             if not child:
                 notify(user, "welcome")

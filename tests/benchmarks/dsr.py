@@ -460,7 +460,7 @@ def render_list(client: Any, query: str) -> dict[str, Any]:
     if response.status_code != 200:
         raise AssertionError(f"GET {path} answered {response.status_code}")
     times = []
-    counts = set()
+    renders: list[list[str]] = []
     for _ in range(RENDERS):
         with CaptureQueriesContext(connection) as ctx:
             start = time.perf_counter()
@@ -468,10 +468,18 @@ def render_list(client: Any, query: str) -> dict[str, Any]:
             times.append(time.perf_counter() - start)
         if response.status_code != 200:
             raise AssertionError(f"GET {path} answered {response.status_code}")
-        counts.add(len(ctx.captured_queries))
+        renders.append([" ".join(q["sql"].split()[:4]) for q in ctx.captured_queries])
+    counts = [len(r) for r in renders]
+    # The steady state is the count most renders run. A render with more also ran something that
+    # happens once a while whatever the list's size (the session's last-use stamp, at most once a
+    # minute; a data key's cache entry expiring after 5 minutes): shown, so it can be checked.
+    steady = statistics.mode(counts)
+    usual = renders[counts.index(steady)]
+    occasional = sorted({q for r in renders if len(r) != steady for q in r if r.count(q) > usual.count(q)})
     return {
-        "queries": max(counts),
-        "query_counts": sorted(counts),
+        "queries": steady,
+        "query_counts": sorted(set(counts)),
+        "occasional": occasional,
         "median_ms": statistics.median(times) * 1000,
         "rows": response.content.count(b'class="field-kind"'),
     }
@@ -599,7 +607,7 @@ def print_report(result: dict[str, Any]) -> None:
     erase_runs = {k: ", ".join(f"{s:.2f}" for s in erasure[f"{k}_runs_s"]) for k in ("delete", "erase")}
     print(f"   raw DELETE (listening_events)  {erasure['delete_s']:8.2f} s  (runs {erase_runs['delete']} s)")
     print(
-        f"   SqlDataSystem.erase (5 tables) {erasure['erase_s']:8.2f} s  (runs {erase_runs['erase']} s)  "
+        f"   SqlDataSystem.erase (6 tables) {erasure['erase_s']:8.2f} s  (runs {erase_runs['erase']} s)  "
         f"{erasure['ratio']:.2f}x"
     )
     t = tgt["erasure_vs_delete"]
@@ -612,6 +620,8 @@ def print_report(result: dict[str, Any]) -> None:
             r = admin[size][kind]
             name = f"{label}{', overdue' if kind == 'overdue' else ''}"
             print(f"   {name:<22}{r['queries']:>16}{r['median_ms']:>12.1f}{r['rows']:>12}")
+            if r.get("occasional"):
+                print(f"   {'':<22}(one render of {RENDERS} also ran: {'; '.join(r['occasional'])})")
     print(f"   target constant number of statements: {_verdict(tgt['admin_constant_queries']['ok'])}")
     print(f"\n{meta['elapsed_s']:.0f} s in all")
 
