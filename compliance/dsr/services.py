@@ -352,6 +352,12 @@ def release_hold(*, request: PrivacyRequest, actor: Any) -> PrivacyRequest:
         subject=request.subject,
         data={"request": str(request.pk), "status": back},
     )
+    if back == S.IN_PROGRESS:
+        # Systems may have reported while the hold stood: finish now if every one has.
+        from compliance.fulfilment import finish_if_complete
+
+        request_id = request.pk
+        transaction.on_commit(lambda: finish_if_complete(request_id), robust=True)
     return request
 
 

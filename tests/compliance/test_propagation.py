@@ -336,3 +336,19 @@ def test_officers_lift_a_restriction_in_two_steps_in_the_admin_g18(
     assert client.get(reverse("admin:compliance_processingrestriction_changelist")).status_code == 200
     ledger = client.get(reverse("admin:compliance_consentrecord_changelist"))
     assert ledger.status_code == 200
+
+
+def test_a_request_whose_systems_reported_during_a_legal_hold_completes_on_release(
+    streaming, charlie, bob, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    seeded(streaming, charlie)
+    request = file(charlie, "opt_out_sale_sharing")  # on-commit work not run yet: the runs wait
+    services.place_hold(request=request, reason="litigation hold", actor=bob)
+    from compliance.fulfilment import run_system
+
+    for run in SystemRun.objects.filter(request=request):
+        run_system.delay(run.pk)  # the systems report while the hold stands
+    assert PrivacyRequest.objects.get(pk=request.pk).status == "on_hold"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.release_hold(request=request, actor=bob)
+    assert PrivacyRequest.objects.get(pk=request.pk).status == "completed"
