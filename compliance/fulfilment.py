@@ -87,10 +87,18 @@ def start_fulfilment(*, request: PrivacyRequest, actor: Any) -> list[SystemRun]:
     if request.kind == "erasure" and request.execute_after and timezone.now() < request.execute_after:
         raise RequestRefused("invalid_state", "the erasure is still inside its cancellation window")
     action = SystemRun.Action.ERASE if request.kind == "erasure" else SystemRun.Action.EXPORT
-    runs = [
-        SystemRun.objects.get_or_create(request=request, system=system.name, action=action)[0] for system in systems()
-    ]
-    if request.status != S.IN_PROGRESS:
+    return fan_out(request, systems(), action=action, actor=actor)
+
+
+def fan_out(
+    request: PrivacyRequest, targets: list[DataSystem], *, action: str, actor: Any, robust: bool = False
+) -> list[SystemRun]:
+    """One run per system for ``action`` (existing ones kept: idempotent), the request in progress
+    (unless the action completes nothing, like lifting a restriction), the runs enqueued on commit.
+    ``robust``: a failure to enqueue (or, with eager tasks, a failing run) is logged, not raised, so
+    that the listener's own action (an opt-out, a choice) never fails because a system is down."""
+    runs = [SystemRun.objects.get_or_create(request=request, system=s.name, action=action)[0] for s in targets]
+    if action != SystemRun.Action.LIFT_RESTRICTION and request.status != S.IN_PROGRESS:
         request.status = S.IN_PROGRESS
         request.save(update_fields=["status"])
         audit.record(
@@ -100,7 +108,7 @@ def start_fulfilment(*, request: PrivacyRequest, actor: Any) -> list[SystemRun]:
             data={"request": str(request.pk), "systems": [r.system for r in runs], "action": action},
         )
     pending = [run.pk for run in runs if run.status != SystemRun.Status.DONE]
-    transaction.on_commit(lambda: [run_system.delay(pk) for pk in pending])
+    transaction.on_commit(lambda: [run_system.delay(pk) for pk in pending], robust=robust)
     return runs
 
 

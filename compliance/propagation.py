@@ -184,23 +184,11 @@ def after_receipt(request: PrivacyRequest, *, choices_recorded: bool = False) ->
 
 def carry_out(request: PrivacyRequest, *, actor: Any, action: str | None = None) -> list[SystemRun]:
     """Tell every propagating system; the request completes when each has acknowledged."""
-    from compliance.fulfilment import finish_if_complete, run_system
+    from compliance.fulfilment import fan_out, finish_if_complete
 
     action = action or ACTION_FOR[K(request.kind)]
-    targets = propagating_systems()
-    runs = [SystemRun.objects.get_or_create(request=request, system=s.name, action=action)[0] for s in targets]
-    if action != A.LIFT_RESTRICTION and request.status != S.IN_PROGRESS:
-        request.status = S.IN_PROGRESS
-        request.save(update_fields=["status"])
-        audit.record(
-            "compliance.dsr.started",
-            actor=actor,
-            subject=request.subject,
-            data={"request": str(request.pk), "systems": [r.system for r in runs], "action": action},
-        )
-    pending = [run.pk for run in runs if run.status != SystemRun.Status.DONE]
+    runs = fan_out(request, propagating_systems(), action=action, actor=actor, robust=True)
     request_id = request.pk
-    transaction.on_commit(lambda: [run_system.delay(pk) for pk in pending], robust=True)
     if not runs and action != A.LIFT_RESTRICTION:
         transaction.on_commit(lambda: finish_if_complete(request_id), robust=True)
     return runs

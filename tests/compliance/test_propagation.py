@@ -11,10 +11,8 @@ carried to third parties and confirmed).
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ from compliance.models import ConsentRecord, PrivacyRequest, ProcessingRestricti
 from compliance.systems import streaming_demo, webhooks
 from compliance.systems.sql import DatasetError, open_database, parse_dataset
 from tests.accounts.api_helpers import bearer, login
+from tests.compliance.fake_service import receiving_service
 
 pytestmark = pytest.mark.django_db
 
@@ -237,29 +236,11 @@ def test_the_choices_section_of_a_dataset_is_validated() -> None:
 
 @pytest.fixture
 def ads_partner(settings, monkeypatch) -> Iterator[list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"body": json.loads(body), "headers": dict(self.headers), "raw": body})
-            self.send_response(202)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("ADS_SECRET", SECRET)
     settings.CONNECTED_DATASETS = []
-    settings.CONNECTED_SERVICES = [
-        {"name": "ads", "url": f"http://127.0.0.1:{server.server_port}/", "secret_env": "ADS_SECRET"}
-    ]
-    try:
+    with receiving_service() as (url, received):
+        settings.CONNECTED_SERVICES = [{"name": "ads", "url": url, "secret_env": "ADS_SECRET"}]
         yield received
-    finally:
-        server.shutdown()
 
 
 def test_an_opt_out_reaches_a_downstream_webhook_and_completes_on_its_acknowledgement_g19(
@@ -268,11 +249,11 @@ def test_an_opt_out_reaches_a_downstream_webhook_and_completes_on_its_acknowledg
     with django_capture_on_commit_callbacks(execute=True):
         request = file(charlie, "opt_out_sale_sharing")
     (delivery,) = ads_partner
-    sent = delivery["body"]
+    sent = json.loads(delivery["body"])
     assert webhooks.verify(
         SECRET.encode(),
         delivery["headers"]["X-Signature-Timestamp"],
-        delivery["raw"],
+        delivery["body"],
         delivery["headers"]["X-Signature-Sha256"],
     )
     assert sent["action"] == "opt_out" and sent["state"]["purposes"]["personalised_ads"] is False
@@ -310,8 +291,9 @@ def test_a_listeners_own_change_is_sent_without_a_request(
     with django_capture_on_commit_callbacks(execute=True):
         consents.record_choices(alice, {"marketing_email": True}, surface="portal", interaction_id="t")
     (delivery,) = ads_partner
-    assert delivery["body"]["action"] == "sync" and delivery["body"]["run"] is None
-    assert delivery["body"]["state"]["purposes"]["marketing_email"] is True
+    sent = json.loads(delivery["body"])
+    assert sent["action"] == "sync" and sent["run"] is None
+    assert sent["state"]["purposes"]["marketing_email"] is True
     assert not PrivacyRequest.objects.exists()
 
 

@@ -9,11 +9,9 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import threading
 import time
 import zipfile
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from compliance import exports, fulfilment
 from compliance.dsr import services
 from compliance.models import ExportFile, PrivacyRequest, SystemRun
 from compliance.systems import webhooks
+from tests.compliance.fake_service import receiving_service
 
 pytestmark = pytest.mark.django_db
 
@@ -33,36 +32,20 @@ SECRET = "s3cret-shared-with-the-recommendation-service"
 
 @pytest.fixture
 def service(tmp_path: Path, settings, monkeypatch) -> Iterator[list[dict[str, Any]]]:  # type: ignore[no-untyped-def]
-    received: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append({"body": body, "headers": dict(self.headers)})
-            self.send_response(202)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     monkeypatch.setenv("RECS_SECRET", SECRET)
     settings.EXPORT_ROOT = str(tmp_path / "exports")
     settings.CONNECTED_DATASETS = []
-    settings.CONNECTED_SERVICES = [
-        {
-            "name": "recommendations",
-            "url": f"http://127.0.0.1:{server.server_port}/privacy",
-            "secret_env": "RECS_SECRET",
-            "purpose": "personalised recommendations",
-            "categories": ["usage"],
-        }
-    ]
-    try:
+    with receiving_service() as (url, received):
+        settings.CONNECTED_SERVICES = [
+            {
+                "name": "recommendations",
+                "url": url,
+                "secret_env": "RECS_SECRET",
+                "purpose": "personalised recommendations",
+                "categories": ["usage"],
+            }
+        ]
         yield received
-    finally:
-        server.shutdown()
 
 
 def callback(data: dict[str, Any], *, secret: str = SECRET, timestamp: int | None = None) -> Any:
