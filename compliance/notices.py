@@ -31,7 +31,9 @@ def deliver(request_id: Any, notice: str) -> None:
     address = request.subject.email
     if isinstance(address, Erased) or not address:
         return
-    context = {"request": request, "subject": request.subject, "site_url": settings.SITE_URL}
+    # An erasure's answer lists what was kept under a legal exception, minimised (G-17, C-17).
+    kept = [item for run in request.runs.all() for item in run.kept] if request.kind == "erasure" else []
+    context = {"request": request, "subject": request.subject, "site_url": settings.SITE_URL, "kept": kept}
     subject_line = render_to_string(f"compliance/email/{notice}_subject.txt", context).strip()
     body = render_to_string(f"compliance/email/{notice}.txt", context)
     send_mail(subject_line, body, settings.DEFAULT_FROM_EMAIL, [str(address)])

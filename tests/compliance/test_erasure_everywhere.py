@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from django.core import mail
 import time_machine
 from django.db import connection
 from rest_framework.test import APIClient
@@ -64,6 +65,10 @@ def test_erasure_reaches_the_connected_sqlite_database(
     access = login(APIClient(), VALUES[0]).json()["access"]
     request = _erase(user, django_capture_on_commit_callbacks)
     _check_everything_gone(request, access)
+    # The answer lists what is kept and why (G-17 exceptions, C-17): the invoices, minimised.
+    (answer,) = [m for m in mail.outbox if m.subject == "Your privacy request is complete"]
+    assert "What the law requires us to keep" in answer.body and "3 records (streaming_history.invoices)" in answer.body
+    assert "kept only as: issued_at, amount_cents" in answer.body and "17(3)(b)" in answer.body
     raw = database.read_bytes()
     assert str(user.pk).encode() not in raw  # the identity column was deleted or pseudonymised everywhere
 
