@@ -14,8 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-from django.core import mail
 import time_machine
+from django.core import mail
 from django.db import connection
 from rest_framework.test import APIClient
 
