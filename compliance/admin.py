@@ -189,6 +189,8 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "id",
         "subject_ref",
         "kind",
+        "purposes",
+        "restriction_state",
         "channel",
         "status",
         "jurisdiction",
@@ -229,6 +231,26 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         label = f"{-days} days overdue" if days < 0 else ("today" if days == 0 else f"in {days} days")
         css = "color:#ba2121;font-weight:bold" if days < 0 else ("color:#c77c02" if days <= DUE_SOON_DAYS else "")
         return format_html('<span style="{}">{} ({})</span>', css, obj.due_on, label)
+
+    @admin.display(description="restriction of processing (G-18)")
+    def restriction_state(self, obj: PrivacyRequest) -> str:
+        rows = list(obj.restrictions.all())
+        if not rows:
+            return "none"
+        return format_html_join(
+            "; ",
+            "{} since {}: {}",
+            (
+                (
+                    r.get_ground_display(),
+                    r.placed_at.date(),
+                    f"lifted {r.lifted_at.date()}"
+                    if r.lifted_at
+                    else ("in force; the listener was told it will be lifted" if r.lift_notified_at else "in force"),
+                )
+                for r in rows
+            ),
+        )
 
     @admin.display(description="deadlines and the rules behind them")
     def deadline_table(self, obj: PrivacyRequest) -> str:

@@ -308,6 +308,8 @@ def test_officers_lift_a_restriction_in_two_steps_in_the_admin_g18(
     act = lambda name, **data: client.post(  # noqa: E731
         reverse("admin:compliance_privacyrequest_act", args=[request.pk, name]), data
     )
+    page = client.get(reverse("admin:compliance_privacyrequest_change", args=[request.pk]))
+    assert b"Art. 18(1)(a)" in page.content and b"in force" in page.content
     refused = act("lift", reason="checked")
     assert refused.status_code == 200 and b"tell the listener first" in refused.content
     with django_capture_on_commit_callbacks(execute=True):
