@@ -8,6 +8,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
 from accounts.models import User
+from accounts.services.sessions import user_for_sign_in
 
 
 class EmailBackend(ModelBackend):
@@ -22,7 +23,8 @@ class EmailBackend(ModelBackend):
         address = email or username
         if not address or password is None:
             return None
-        user = User.objects.with_email(address).first()
+        # One statement built once (accounts.services.sessions.Lookups), not a compiled query.
+        user = user_for_sign_in(address)
         if user is None:
             # Run the hasher anyway so that an unknown address takes as long as a wrong password.
             User().set_password(password)

@@ -36,6 +36,7 @@ from accounts.risk.engine import (
     read_history,
     successes_of,
 )
+from accounts.services import statements
 from accounts.services.events import raise_alert, record_event
 from accounts.services.factors import Verification, methods_for, verify_factor
 from accounts.services.secrets import code_digest, new_numeric_code, new_token, token_digest
@@ -122,7 +123,9 @@ def remember_device(
     if not idx.device:
         return None
     now = timezone.now()
-    if known_id is not None and KnownDevice.objects.filter(pk=known_id, user=user).update(last_seen_at=now):
+    if known_id is not None and statements.update(
+        KnownDevice, where={"id": known_id, "user": user.pk}, values={"last_seen_at": now}
+    ):
         # Only the id is needed (foreign keys of the event and the session); the rest loads if read.
         return KnownDevice.from_db(
             router.db_for_write(KnownDevice),
@@ -283,7 +286,13 @@ def reset_failures(request: HttpRequest, user: User) -> None:
     What axes' ``user_logged_in`` receiver would do, without the rest of that signal (Django's
     ``update_last_login`` writes the row again, and auditlog then re-reads and decrypts it: about 2 ms
     per sign-in; ``start_api_session`` records the sign-in time already)."""
-    AccessAttempt.objects.filter(username=user.email_index, ip_address=client_ip_key(request)).delete()
+    pair = {"username": user.email_index, "ip_address": client_ip_key(request)}
+    if getattr(settings, "AXES_USE_ATTEMPT_EXPIRATION", False):
+        AccessAttempt.objects.filter(**pair).delete()  # with the expiration rows that hang off each attempt
+        return
+    # axes' post_delete receiver does nothing for its database handler: one fixed DELETE, without
+    # the SELECT that QuerySet.delete() runs to send signals for the rows.
+    statements.delete(AccessAttempt, where=pair)
 
 
 def open_challenge(

@@ -1,0 +1,106 @@
+"""Fixed INSERT, UPDATE and DELETE statements for the sign-in's hot path, built once per database.
+
+The ORM compiles every statement anew, about 0.2-0.4 ms of Python each, while a sign-in writes the
+same few shapes every time (docs/benchmarks.md, "Sign-in"). Here the SQL text is built once from
+the models' metadata, and every value still goes through its field (``pre_save`` for defaults and
+encryption, ``get_db_prep_save`` for the database's types), so a row is stored exactly as ``save()``
+or ``QuerySet.update()`` would store it. No model signals are sent: use these only for models that
+have no receivers (auditlog tracks ``User`` changes, but not the columns written here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Field, Model
+from django.db.models.fields import AutoFieldMixin
+
+_SQL: dict[tuple[Any, ...], str] = {}
+
+
+def _column(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    assert isinstance(field, Field) and field.concrete
+    return field
+
+
+def insert(obj: Model) -> None:
+    """INSERT one new row; an auto-increment primary key is read back, as ``save()`` does."""
+    model = type(obj)
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    pk = model._meta.pk
+    assert pk is not None
+    auto = isinstance(pk, AutoFieldMixin) and obj.pk is None
+    fields = [f for f in model._meta.local_concrete_fields if not (auto and f is pk)]
+    returning = auto and connection.features.can_return_columns_from_insert
+    key = ("insert", alias, model, auto, returning)
+    sql = _SQL.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        columns = ", ".join(q(str(f.column)) for f in fields)
+        marks = ", ".join(["%s"] * len(fields))
+        # Only quoted names from the model's metadata go into the text; every value is a parameter.
+        sql = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+        sql = _SQL[key] = f"{sql} RETURNING {q(str(pk.column))}" if returning else sql
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if auto:
+            new_id = (
+                cursor.fetchone()[0]
+                if returning
+                else connection.ops.last_insert_id(cursor, model._meta.db_table, str(pk.column))
+            )
+            setattr(obj, pk.attname, pk.to_python(new_id))
+    obj._state.adding = False
+    obj._state.db = alias
+
+
+def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> int:
+    """``model.objects.filter(**where).update(**values)`` for plain equality on concrete fields
+    (values already in their stored form: an encrypted field takes sealed bytes); the row count."""
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    set_names, where_names = tuple(values), tuple(where)
+    key = ("update", alias, model, set_names, where_names)
+    sql = _SQL.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        assignments = ", ".join(f"{q(str(_column(model, n).column))} = %s" for n in set_names)
+        conditions = " AND ".join(f"{q(str(_column(model, n).column))} = %s" for n in where_names)
+        sql = _SQL[key] = f"UPDATE {q(model._meta.db_table)} SET {assignments} WHERE {conditions}"  # noqa: S608
+    params = _prepared(model, values, connection) + _prepared(model, where, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def delete(model: type[Model], *, where: dict[str, Any]) -> int:
+    """``model.objects.filter(**where)._raw_delete()`` for plain equality: no signals, no cascade."""
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    where_names = tuple(where)
+    key = ("delete", alias, model, where_names)
+    sql = _SQL.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        conditions = " AND ".join(f"{q(str(_column(model, n).column))} = %s" for n in where_names)
+        sql = _SQL[key] = f"DELETE FROM {q(model._meta.db_table)} WHERE {conditions}"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, _prepared(model, where, connection))
+        return int(cursor.rowcount)
+
+
+def _prepared(model: type[Model], values: dict[str, Any], connection: Any) -> list[Any]:
+    out: list[Any] = []
+    for name, value in values.items():
+        field = _column(model, name)
+        if isinstance(value, Model):
+            value = value.pk
+        out.append(field.get_db_prep_save(value, connection))
+    return out
+
+
+__all__ = ["delete", "insert", "update"]
