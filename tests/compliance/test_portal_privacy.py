@@ -68,3 +68,9 @@ def test_an_objection_names_the_uses_it_is_about_g21(client, alice) -> None:  # 
     assert request.purposes == ["marketing_email"] and request.status == "in_progress"
     refused = client.post("/privacy/", {"kind": "rectification", "purposes": ["marketing_email"]})
     assert refused.status_code == 200 and b"does not take purposes" in refused.content
+
+
+def test_people_who_cannot_sign_in_find_the_public_request_form(client) -> None:  # type: ignore[no-untyped-def]
+    """Issue #4 channels (C-27): the sign-in page and every page's footer lead to the public form."""
+    for path in ("/account/sign-in", "/privacy/notice/"):
+        assert b'href="/privacy/requests/without-account/"' in client.get(path).content, path
