@@ -27,6 +27,27 @@ def _password_help() -> str:
     return " ".join(password_validators_help_texts())
 
 
+def country_field() -> forms.CharField:
+    """The country of sign-up and of the profile: the API checks it (ISO 3166-1 alpha-2)."""
+    return forms.CharField(
+        label="Country",
+        max_length=2,
+        help_text="Two letters, such as DE, FR or US.",
+        widget=forms.TextInput(attrs={"autocomplete": "country", "autocapitalize": "characters", "size": "3"}),
+    )
+
+
+def region_field(label: str, help_text: str) -> forms.CharField:
+    """The state or region (ISO 3166-2), which must lie in the country (MePatchInput, RegisterInput)."""
+    return forms.CharField(
+        label=label,
+        required=False,
+        max_length=6,
+        help_text=help_text,
+        widget=forms.TextInput(attrs={"autocapitalize": "characters", "size": "7"}),
+    )
+
+
 class PortalForm(forms.Form):
     """Labels without Django's trailing colon."""
 
@@ -105,19 +126,8 @@ class SignUpForm(SerializerForm):
         help_text="We ask to know which privacy rules protect you.",
         widget=forms.DateInput(attrs={"type": "date", "autocomplete": "bday"}),
     )
-    country = forms.CharField(
-        label="Country",
-        max_length=2,
-        help_text="Two letters, such as DE, FR or US.",
-        widget=forms.TextInput(attrs={"autocomplete": "country", "autocapitalize": "characters", "size": "3"}),
-    )
-    region = forms.CharField(
-        label="State or region (optional)",
-        required=False,
-        max_length=6,
-        help_text="In the US, your state, such as US-CA.",
-        widget=forms.TextInput(attrs={"autocapitalize": "characters", "size": "7"}),
-    )
+    country = country_field()
+    region = region_field("State or region (optional)", "In the US, your state, such as US-CA.")
     parent_email = forms.CharField(
         label="A parent's e-mail address (only if you are under 13)",
         required=False,
@@ -163,19 +173,8 @@ class ProfileForm(SerializerForm):
         help_text="Optional. Digits, spaces and dashes, with + and the country code.",
         widget=forms.TextInput(attrs={"autocomplete": "tel", "type": "tel"}),
     )
-    country = forms.CharField(
-        label="Country",
-        max_length=2,
-        help_text="Two letters, such as DE, FR or US.",
-        widget=forms.TextInput(attrs={"autocomplete": "country", "autocapitalize": "characters", "size": "3"}),
-    )
-    region = forms.CharField(
-        label="State or region",
-        required=False,
-        max_length=6,
-        help_text="Optional. In the US, your state, such as US-CA.",
-        widget=forms.TextInput(attrs={"autocapitalize": "characters", "size": "7"}),
-    )
+    country = country_field()
+    region = region_field("State or region", "Optional. In the US, your state, such as US-CA.")
 
     def changes(self, user: User) -> dict[str, str]:
         return {name: value for name, value in self.cleaned_data.items() if value != str(getattr(user, name) or "")}
