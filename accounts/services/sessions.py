@@ -73,13 +73,24 @@ def _access_ttl() -> datetime.timedelta:
 
 
 def issue_tokens(session: AuthSession, now: datetime.datetime) -> IssuedTokens:
+    issued, parts = _token_rows(session, now)
+    statements.together(*parts, using=router.db_for_write(AccessToken))
+    return issued
+
+
+def _token_rows(session: AuthSession, now: datetime.datetime) -> tuple[IssuedTokens, list[tuple[str, list[Any]]]]:
+    """A new access and refresh token for ``session``, and the INSERTs that store their hashes
+    (fixed statements, accounts.services.statements: the same rows as objects.create())."""
     access, refresh = new_token("ima"), new_token("imr")
     ttl = _access_ttl()
     refresh_expiry = min(now + datetime.timedelta(days=settings.REFRESH_TOKEN_IDLE_DAYS), session.expires_at)
-    # Fixed statements (accounts.services.statements): the same rows as objects.create(), less Python.
-    statements.insert(AccessToken(token_hash=token_digest(access), session=session, expires_at=now + ttl))
-    statements.insert(RefreshToken(token_hash=token_digest(refresh), session=session, expires_at=refresh_expiry))
-    return IssuedTokens(session, access, refresh, int(ttl.total_seconds()))
+    parts = [
+        statements.insert_part(AccessToken(token_hash=token_digest(access), session=session, expires_at=now + ttl)),
+        statements.insert_part(
+            RefreshToken(token_hash=token_digest(refresh), session=session, expires_at=refresh_expiry)
+        ),
+    ]
+    return IssuedTokens(session, access, refresh, int(ttl.total_seconds())), parts
 
 
 @transaction.atomic(savepoint=False)  # part of the caller's sign-in: no savepoint of its own
@@ -103,14 +114,20 @@ def start_api_session(
         mfa_at=now if mfa else None,
         context=context,
     )
-    statements.insert(session)  # the context is encrypted by its field, as save() would
     changes: dict[str, Any] = {"last_login": now}
     if signin_summary is not None:
         changes["signin_summary"] = user.seal_signin_summary(signin_summary.to_stored())
-    # QuerySet.update() semantics: no save(), so no auditlog entry (last_login and the summary are
-    # not tracked: accounts.apps), as before.
-    statements.update(User, where={"id": user.pk}, values=changes)
-    return issue_tokens(session, now)
+    issued, token_parts = _token_rows(session, now)
+    # One round trip on PostgreSQL: the session (its context encrypted by its field, as save()
+    # would), the user row (QuerySet.update() semantics: no save(), so no auditlog entry; last_login
+    # and the summary are not tracked: accounts.apps) and both tokens.
+    statements.together(
+        statements.insert_part(session),
+        statements.update_part(User, where={"id": user.pk}, values=changes),
+        *token_parts,
+        using=router.db_for_write(AuthSession),
+    )
+    return issued
 
 
 def authenticate_access_token(token: str) -> tuple[User, AuthSession] | None:

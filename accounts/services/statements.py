@@ -62,6 +62,15 @@ def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any])
     """``model.objects.filter(**where).update(**values)`` for plain equality on concrete fields
     (values already in their stored form: an encrypted field takes sealed bytes); the row count."""
     alias = router.db_for_write(model)
+    sql, params = update_part(model, where=where, values=values)
+    with connections[alias].cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def update_part(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The statement and parameters of :func:`update`, for :func:`together`."""
+    alias = router.db_for_write(model)
     connection = connections[alias]
     set_names, where_names = tuple(values), tuple(where)
     key = ("update", alias, model, set_names, where_names)
@@ -71,10 +80,45 @@ def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any])
         assignments = ", ".join(f"{q(str(_column(model, n).column))} = %s" for n in set_names)
         conditions = " AND ".join(f"{q(str(_column(model, n).column))} = %s" for n in where_names)
         sql = _SQL[key] = f"UPDATE {q(model._meta.db_table)} SET {assignments} WHERE {conditions}"  # noqa: S608
-    params = _prepared(model, values, connection) + _prepared(model, where, connection)
+    return sql, _prepared(model, values, connection) + _prepared(model, where, connection)
+
+
+def insert_part(obj: Model) -> tuple[str, list[Any]]:
+    """The INSERT of a new row whose primary key is set already (a UUID, a token hash), for
+    :func:`together`; the values go through the fields as in :func:`insert`."""
+    model = type(obj)
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    if obj.pk is None:
+        raise ValueError(f"{model._meta.label}: together() needs rows whose primary key is already set")
+    fields = list(model._meta.local_concrete_fields)
+    key = ("insert", alias, model, False, False)
+    sql = _SQL.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        columns = ", ".join(q(str(f.column)) for f in fields)
+        marks = ", ".join(["%s"] * len(fields))
+        sql = _SQL[key] = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    obj._state.adding = False
+    obj._state.db = alias
+    return sql, values
+
+
+def together(*parts: tuple[str, list[Any]], using: str = "default") -> None:
+    """Run several INSERT/UPDATE statements in one round trip on PostgreSQL (data-modifying
+    ``WITH``: each runs exactly once, against the same snapshot, so they must not read each other's
+    rows; foreign keys are checked at commit, as Django creates them deferred). On other databases,
+    where a statement costs no round trip, one after the other."""
+    connection = connections[using]
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
+        if connection.vendor != "postgresql" or len(parts) < 2:
+            for sql, params in parts:
+                cursor.execute(sql, params)
+            return
+        *first, last = parts
+        text = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first)) + " " + last[0]
+        cursor.execute(text, [p for _, params in parts for p in params])
 
 
 def delete(model: type[Model], *, where: dict[str, Any]) -> int:
@@ -103,4 +147,4 @@ def _prepared(model: type[Model], values: dict[str, Any], connection: Any) -> li
     return out
 
 
-__all__ = ["delete", "insert", "update"]
+__all__ = ["delete", "insert", "insert_part", "together", "update", "update_part"]
