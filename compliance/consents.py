@@ -180,6 +180,27 @@ def last_opt_out(user: Any) -> PrivacyRequest | None:
     )
 
 
+REASK_AFTER = datetime.timedelta(days=365)
+
+
+def may_ask_from(user: Any) -> dict[str, str]:
+    """Per sale/sharing or sensitive purpose the listener opted out of or limited: the first day an
+    app may ask them to opt in again (C-22: at least 12 months after the opt-out or limit). A
+    listener may still opt in on their own before then; apps only must not ask."""
+    withdrawn: dict[str, datetime.datetime] = {}
+    asked = [*SALE_SHARING, *SENSITIVE]
+    for record in ConsentRecord.objects.filter(subject=user, purpose__in=asked, granted=False):
+        withdrawn[record.purpose] = max(record.recorded_at, withdrawn.get(record.purpose, record.recorded_at))
+    requests = PrivacyRequest.objects.filter(
+        subject=user, kind__in=(PrivacyRequest.Kind.OPT_OUT_SALE_SHARING, PrivacyRequest.Kind.LIMIT_SENSITIVE)
+    ).exclude(status__in=(PrivacyRequest.Status.DENIED, PrivacyRequest.Status.CANCELLED))
+    for request in requests:
+        names = SALE_SHARING if request.kind == PrivacyRequest.Kind.OPT_OUT_SALE_SHARING else SENSITIVE
+        for name in names:
+            withdrawn[name] = max(request.received_at, withdrawn.get(name, request.received_at))
+    return {name: (at + REASK_AFTER).date().isoformat() for name, at in sorted(withdrawn.items())}
+
+
 def _age(user: Any, today: datetime.date) -> int | None:
     born = getattr(user, "date_of_birth", None)
     if not isinstance(born, datetime.date):

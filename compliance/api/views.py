@@ -228,6 +228,10 @@ class ConsentsOutput(serializers.Serializer):  # type: ignore[type-arg]
     restricted = serializers.BooleanField()
     opt_out_honored = serializers.BooleanField(allow_null=True)
     purposes = serializers.DictField(child=ConsentChoiceOutput())
+    may_ask_from = serializers.DictField(
+        child=serializers.DateField(),
+        help_text="Per purpose opted out of or limited: the first day an app may ask to opt in again (C-22)",
+    )
     catalogue = serializers.DictField(child=serializers.DictField())
 
 
@@ -240,6 +244,8 @@ def consents_payload(user: Any) -> dict[str, Any]:
         "restricted": is_restricted(user),
         "opt_out_honored": None if opt_out is None else opt_out.status == PrivacyRequest.Status.COMPLETED,
         "purposes": {name: choice.as_json() for name, choice in consents.current(user).items()},
+        # C-22: apps must not ask to opt back in before these dates.
+        "may_ask_from": consents.may_ask_from(user),
         "catalogue": {
             name: {
                 "label": p.label,

@@ -222,3 +222,15 @@ def test_a_restriction_blocks_every_processor_but_storage_and_legal_hold_g18(ali
     )
     assert [p for p in consents.PURPOSES if processing.may_process(alice, p)] == []
     assert processing.may_process(alice, "storage") and processing.may_process(alice, "legal_hold")
+
+
+def test_apps_may_not_ask_to_opt_back_in_for_12_months_c22(charlie) -> None:  # type: ignore[no-untyped-def]
+    api = api_for("charlie@example.test")
+    assert api.get("/api/v1/privacy/consents").json()["may_ask_from"] == {}
+    opt_in(api, "personalised_ads")
+    api.put("/api/v1/privacy/consents", {"personalised_ads": False}, format="json")
+    today = datetime.date.today()
+    later = (today + datetime.timedelta(days=365)).isoformat()
+    shown = api.get("/api/v1/privacy/consents").json()["may_ask_from"]
+    # The opt-out request covers every sale and sharing, and the withdrawal itself is recorded.
+    assert shown == {"partner_insights": later, "personalised_ads": later}
