@@ -247,68 +247,50 @@ class PasskeyNameForm(PortalForm):
     )
 
 
-class PasswordChangeForm(PortalForm):
+class SetPasswordForm(PortalForm):
+    """A new password, checked against the rules with the reasons shown (accounts.passwords)."""
+
+    new_password = forms.CharField(
+        label="New password",
+        strip=False,
+        max_length=1024,
+        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
+    )
+
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.user = user
+        self.fields["new_password"].help_text = _password_help()
+
+    def clean_new_password(self) -> str:
+        value = str(self.cleaned_data["new_password"])
+        found = passwords.problems(
+            value,
+            email=str(self.user.email),
+            display_name=str(self.user.display_name),
+            has_second_factor=self.user.has_second_factor,
+        )
+        if found:
+            raise forms.ValidationError([str(e.message) for e in found])
+        return value
+
+
+class PasswordChangeForm(SetPasswordForm):
+    """The same, after the current password (changing it needs the old one)."""
+
     current_password = forms.CharField(
         label="Current password",
         strip=False,
         max_length=1024,
         widget=forms.PasswordInput(attrs={"autocomplete": "current-password"}),
     )
-    new_password = forms.CharField(
-        label="New password",
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-
-    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.user = user
-        self.fields["new_password"].help_text = _password_help()
+    field_order = ["current_password", "new_password"]
 
     def clean_current_password(self) -> str:
         value = self.cleaned_data["current_password"]
         if not self.user.check_password(value):
             raise forms.ValidationError("This is not your current password.")
         return str(value)
-
-    def clean_new_password(self) -> str:
-        value = str(self.cleaned_data["new_password"])
-        found = passwords.problems(
-            value,
-            email=str(self.user.email),
-            display_name=str(self.user.display_name),
-            has_second_factor=self.user.has_second_factor,
-        )
-        if found:
-            raise forms.ValidationError([str(e.message) for e in found])
-        return value
-
-
-class SetPasswordForm(PortalForm):
-    new_password = forms.CharField(
-        label="New password",
-        strip=False,
-        max_length=1024,
-        widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
-    )
-
-    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.user = user
-        self.fields["new_password"].help_text = _password_help()
-
-    def clean_new_password(self) -> str:
-        value = str(self.cleaned_data["new_password"])
-        found = passwords.problems(
-            value,
-            email=str(self.user.email),
-            display_name=str(self.user.display_name),
-            has_second_factor=self.user.has_second_factor,
-        )
-        if found:
-            raise forms.ValidationError([str(e.message) for e in found])
-        return value
 
 
 class PasswordResetRequestForm(PortalForm):
