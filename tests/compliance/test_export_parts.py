@@ -13,25 +13,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-import secrets
 import tracemalloc
-import urllib.parse
 import uuid
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from django.conf import settings as django_settings
-from psycopg import sql as pgsql
 
 from compliance import exports
 from compliance.systems import streaming_demo
 from compliance.systems.base import Description, Record, RecordBatch, SubjectRef
 from compliance.systems.sql import SqlDataSystem, open_database, parse_dataset
 from identity.crypto import keystore
+from tests.compliance.scratch_database import scratch_postgres
 
 ODD_ID = "0dd00000-0000-4000-8000-0000000000dd"
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -59,18 +55,8 @@ def _export_root(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-d
 
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
-    base = django_settings.DATABASE_URL
-    if not base.startswith(("postgres://", "postgresql://")):
-        pytest.skip("SKIPPED: needs PostgreSQL; set DATABASE_URL=postgresql://...")
-    server = urllib.parse.urlsplit(base)._replace(path="/postgres").geturl()
-    name = f"identity_export_test_{secrets.token_hex(6)}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    try:
-        yield urllib.parse.urlsplit(base)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+    with scratch_postgres("identity_export_test") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)

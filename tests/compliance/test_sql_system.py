@@ -21,12 +21,10 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import secrets
 import shutil
 import sqlite3
 import subprocess
 import tracemalloc
-import urllib.parse
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -39,12 +37,12 @@ import pytest
 from django.conf import settings as django_settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from psycopg import sql as pgsql
 
 from compliance.systems import sql, streaming_demo
 from compliance.systems.base import Kept, SubjectRef
 from compliance.systems.sql import DatasetError, SqlDataSystem, load_dataset, open_database, parse_dataset, pseudonym
 from identity.crypto.blind import blind_index, email_index
+from tests.compliance.scratch_database import scratch_postgres
 
 ALICE_ID = "5a1ce000-0000-4000-8000-00000000a11c"
 CHARLIE_ID = "c4a71e00-0000-4000-8000-0000000c4a71"
@@ -75,19 +73,8 @@ def charlie_ref() -> SubjectRef:
 @pytest.fixture(scope="module")
 def postgres_database() -> Iterator[str]:
     """A throw-away PostgreSQL database for the streaming tables, dropped afterwards."""
-    base = django_settings.DATABASE_URL
-    if not base.startswith(("postgres://", "postgresql://")):
-        pytest.skip("SKIPPED: needs PostgreSQL; set DATABASE_URL=postgresql://...")
-    # The server's maintenance database: DATABASE_URL's own may not exist (pytest-django uses test_<name>).
-    server = urllib.parse.urlsplit(base)._replace(path="/postgres").geturl()
-    name = f"identity_streaming_test_{secrets.token_hex(6)}"
-    with psycopg.connect(server, autocommit=True) as admin:
-        admin.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
-    try:
-        yield urllib.parse.urlsplit(base)._replace(path=f"/{name}").geturl()
-    finally:
-        with psycopg.connect(server, autocommit=True) as admin:
-            admin.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
+    with scratch_postgres("identity_streaming_test") as url:
+        yield url
 
 
 @pytest.fixture(params=BACKENDS)
