@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -630,23 +629,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child_export:
         return child_export(args.child_export)
-    tmpdir = Path(tempfile.mkdtemp(prefix="identity-dsr-bench-"))
-    try:
-        setup_django(tmpdir)
-        from tests.benchmarks.run import create_database, drop_database
+    from tests.benchmarks.run import run_in_scratch
 
-        create_database()
-        try:
-            result = run(args, tmpdir)
-        finally:
-            drop_database()
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    print_report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-        print(f"figures written to {args.json}")
-    return 0
+    return run_in_scratch(
+        "identity-dsr-bench-", setup_django, lambda tmpdir: run(args, tmpdir), print_report, args.json
+    )
 
 
 if __name__ == "__main__":

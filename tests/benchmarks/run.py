@@ -544,10 +544,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_in_scratch(
+    prefix: str,
+    setup: Callable[[Path], None],
+    work: Callable[[Path], dict[str, Any]],
+    report: Callable[[dict[str, Any]], None],
+    json_path: Path | None,
+) -> int:
+    """What every benchmark's main does: a temporary directory, Django set up, a database of its
+    own created and always dropped, then the report (and the figures as JSON when asked)."""
+    tmpdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        setup(tmpdir)
+        create_database()
+        try:
+            result = work(tmpdir)
+        finally:
+            drop_database()
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    report(result)
+    if json_path:
+        json_path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        print(f"figures written to {json_path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    tmpdir = Path(tempfile.mkdtemp(prefix="identity-bench-"))
-    try:
+
+    def setup(tmpdir: Path) -> None:
         setup_django(tmpdir)
         from django.conf import settings
 
@@ -557,18 +583,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "the 'warm' page figure will not be warm for every subject",
                 file=sys.stderr,
             )
-        create_database()
-        try:
-            result = run(args)
-        finally:
-            drop_database()
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    print_report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-        print(f"figures written to {args.json}")
-    return 0
+
+    return run_in_scratch("identity-bench-", setup, lambda _tmp: run(args), print_report, args.json)
 
 
 if __name__ == "__main__":

@@ -38,12 +38,10 @@ import json
 import os
 import platform
 import pstats
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -1134,23 +1132,11 @@ def print_report(result: dict[str, Any]) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    tmpdir = Path(tempfile.mkdtemp(prefix="identity-signin-bench-"))
-    try:
-        setup_django(tmpdir)
-        from tests.benchmarks.run import create_database, drop_database
+    from tests.benchmarks.run import run_in_scratch
 
-        create_database()
-        try:
-            result = run(args, tmpdir)
-        finally:
-            drop_database()
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-    print_report(result)
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
-        print(f"figures written to {args.json}")
-    return 0
+    return run_in_scratch(
+        "identity-signin-bench-", setup_django, lambda tmpdir: run(args, tmpdir), print_report, args.json
+    )
 
 
 if __name__ == "__main__":
