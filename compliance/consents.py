@@ -277,23 +277,18 @@ def record_choices(
     filed: list[PrivacyRequest] = []
     with transaction.atomic():
         for name, granted in changes.items():
-            p = PURPOSES[name]
             recorded.append(
-                ConsentRecord.objects.create(
-                    subject=user,
-                    subject_ref=str(user.pk),
-                    purpose=name,
-                    granted=granted,
+                write_record(
+                    user,
+                    name,
+                    granted,
                     actor=actor,
-                    actor_ref=str(actor_ref.pk if hasattr(actor_ref, "pk") else actor_ref or user.pk),
-                    legal_basis=p.legal_basis,
-                    notice_version=NOTICE_VERSION,
-                    notice_hash=notice_hash(),
+                    actor_ref=actor_ref.pk if hasattr(actor_ref, "pk") else actor_ref or user.pk,
                     surface=surface,
                     method=method or ("grant" if granted else "withdraw"),
-                    interaction_id=interaction_id.strip()[:64],
+                    interaction_id=interaction_id,
                     jurisdiction=jurisdiction,
-                    recorded_at=now,
+                    at=now,
                 )
             )
         if recorded:
@@ -313,6 +308,40 @@ def record_choices(
 
             propagation.choices_changed(user)
     return {"recorded": recorded, "requests": filed, "pending": pending}
+
+
+def write_record(
+    user: Any,
+    purpose: str,
+    granted: bool,
+    *,
+    actor: str,
+    actor_ref: Any,
+    surface: str,
+    method: str,
+    jurisdiction: str,
+    at: datetime.datetime,
+    interaction_id: str = "",
+    request: PrivacyRequest | None = None,
+) -> ConsentRecord:
+    """Append one entry to the ledger, with everything G-04 needs to prove it."""
+    return ConsentRecord.objects.create(
+        subject=user,
+        subject_ref=str(user.pk),
+        purpose=purpose,
+        granted=granted,
+        actor=actor,
+        actor_ref=str(actor_ref),
+        legal_basis=PURPOSES[purpose].legal_basis,
+        notice_version=NOTICE_VERSION,
+        notice_hash=notice_hash(),
+        surface=surface,
+        method=method,
+        interaction_id=interaction_id.strip()[:64],
+        jurisdiction=jurisdiction,
+        request=request,
+        recorded_at=at,
+    )
 
 
 def _channel(surface: str) -> str:

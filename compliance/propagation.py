@@ -104,7 +104,7 @@ def is_absolute_objection(request: PrivacyRequest) -> bool:
 
 
 def _withdraw(request: PrivacyRequest, purposes: list[str], *, actor: Any, method: str) -> list[ConsentRecord]:
-    from compliance.consents import NOTICE_VERSION, PURPOSES, current, notice_hash
+    from compliance.consents import current, write_record
 
     user = request.subject
     if user is None:
@@ -112,29 +112,22 @@ def _withdraw(request: PrivacyRequest, purposes: list[str], *, actor: Any, metho
     choices = current(user)
     now = timezone.now()
     officer = actor is not None and getattr(actor, "pk", None) not in (None, user.pk)
-    written = []
-    for name in purposes:
-        if not choices[name].granted:
-            continue
-        written.append(
-            ConsentRecord.objects.create(
-                subject=user,
-                subject_ref=str(user.pk),
-                purpose=name,
-                granted=False,
-                actor=ConsentRecord.Actor.OFFICER if officer else ConsentRecord.Actor.SELF,
-                actor_ref=str(getattr(actor, "pk", "") or user.pk),
-                legal_basis=PURPOSES[name].legal_basis,
-                notice_version=NOTICE_VERSION,
-                notice_hash=notice_hash(),
-                surface=ConsentRecord.Surface.REQUEST,
-                method=method,
-                jurisdiction=request.jurisdiction,
-                request=request,
-                recorded_at=now,
-            )
+    return [
+        write_record(
+            user,
+            name,
+            False,
+            actor=ConsentRecord.Actor.OFFICER if officer else ConsentRecord.Actor.SELF,
+            actor_ref=getattr(actor, "pk", "") or user.pk,
+            surface=ConsentRecord.Surface.REQUEST,
+            method=method,
+            jurisdiction=request.jurisdiction,
+            request=request,
+            at=now,
         )
-    return written
+        for name in purposes
+        if choices[name].granted
+    ]
 
 
 def place_restriction(request: PrivacyRequest, *, ground: str) -> ProcessingRestriction:
