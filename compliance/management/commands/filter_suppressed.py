@@ -11,7 +11,7 @@ are dropped and counted apart. Exit status 2 on a missing file or column.
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import sys
 from typing import Any
 
@@ -33,24 +33,30 @@ class Command(BaseCommand):
             source = sys.stdin if path == "-" else open(path, newline="", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise CommandError(f"{path}: cannot be read ({exc.strerror})", returncode=2) from exc
-        with source:
-            rows = list(csv.DictReader(source))
-            fields = list(rows[0].keys()) if rows else []
-        if rows and column not in fields:
-            raise CommandError(f"{path}: no column {column!r} (the columns are: {', '.join(fields)})", returncode=2)
-        usable = [r for r in rows if "@" in (r.get(column) or "")]
-        suppressed = suppression.suppressed_among(r[column] for r in usable)
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
-        if fields:
-            writer.writeheader()
-        kept = 0
-        for row in usable:
-            if row[column] not in suppressed:
-                writer.writerow(row)
-                kept += 1
-        self.stdout.write(out.getvalue(), ending="")
-        dropped = sum(1 for r in usable if r[column] in suppressed)
+        counts = {"kept": 0, "dropped": 0, "no address": 0}
+        try:
+            reader = csv.DictReader(source)
+            fields = list(reader.fieldnames or [])
+            if fields and column not in fields:
+                raise CommandError(f"{path}: no column {column!r} (the columns are: {', '.join(fields)})", returncode=2)
+            writer = csv.DictWriter(self.stdout, fieldnames=fields, lineterminator="\n")
+            if fields:
+                writer.writeheader()
+            # A batch at a time, so that a list of millions is read, checked and written in flat memory.
+            while batch := list(itertools.islice(reader, suppression.BATCH)):
+                usable = [r for r in batch if "@" in (r.get(column) or "")]
+                counts["no address"] += len(batch) - len(usable)
+                suppressed = suppression.suppressed_among(r[column] for r in usable)
+                for row in usable:
+                    if row[column] in suppressed:
+                        counts["dropped"] += 1
+                    else:
+                        writer.writerow(row)
+                        counts["kept"] += 1
+        finally:
+            if source is not sys.stdin:
+                source.close()
         self.stderr.write(
-            f"{kept} rows kept, {dropped} dropped (erased subjects), {len(rows) - len(usable)} without an address"
+            f"{counts['kept']} rows kept, {counts['dropped']} dropped (erased subjects), "
+            f"{counts['no address']} without an address"
         )
