@@ -133,6 +133,10 @@ else:
     sslmode = env_str("DATABASE_SSLMODE")
     if sslmode:
         DATABASES["default"].setdefault("OPTIONS", {})["sslmode"] = sslmode
+    # The hot paths' fixed statements are prepared once per connection (identity/db.py); the ORM's
+    # client-binding cursors never are. Off behind a pooler that cannot keep prepared statements.
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
 # The wrapped data keys in a database of their own, backed up apart from the data (README, "Key
 # management"): then no backup of the main database can bring an erased subject's key back.
 KEYSTORE_DATABASE_URL = env_str("KEYSTORE_DATABASE_URL")

@@ -18,6 +18,7 @@ from accounts.risk.policy import Policy, current_policy
 from accounts.risk.signals import Attempt, History, Thresholds, fired
 from accounts.risk.summary import HISTORY_DEPTH, SignInSummary
 from identity.crypto.blind import blind_index
+from identity.db import fixed_cursor
 
 WINDOW = datetime.timedelta(minutes=15)
 
@@ -138,7 +139,7 @@ def read_failures_and_device(*, user: User | None, idx: Indexes, since: datetime
     failed = SecurityEvent.Kind.SIGNIN_FAILED.value
     moment = connection.ops.adapt_datetimefield_value(since)
     user_id = User._meta.pk.get_db_prep_value(user.pk, connection) if user is not None else None
-    with connection.cursor() as cursor:
+    with fixed_cursor(connection.alias) as cursor:
         cursor.execute(
             sql,
             [

@@ -41,6 +41,7 @@ from accounts.services.secrets import new_token, token_digest
 from compliance import audit
 from identity.crypto.blind import email_index
 from identity.crypto.fields import EncryptedField, open_sealed
+from identity.db import fixed_cursor
 
 
 class TokenError(Exception):
@@ -312,7 +313,7 @@ class Lookups:
         return values
 
     def _fetch(self, sql: str, params: list[Any]) -> Sequence[Any] | None:
-        with connections[self.alias].cursor() as cursor:
+        with fixed_cursor(self.alias) as cursor:
             cursor.execute(sql, params)
             row: Sequence[Any] | None = cursor.fetchone()
             return row

@@ -16,6 +16,8 @@ from django.db import connections, router
 from django.db.models import Field, Model
 from django.db.models.fields import AutoFieldMixin
 
+from identity.db import fixed_cursor
+
 _SQL: dict[tuple[Any, ...], str] = {}
 
 
@@ -45,7 +47,7 @@ def insert(obj: Model) -> None:
         sql = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
         sql = _SQL[key] = f"{sql} RETURNING {q(str(pk.column))}" if returning else sql
     values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-    with connection.cursor() as cursor:
+    with fixed_cursor(alias) as cursor:
         cursor.execute(sql, values)
         if auto:
             new_id = (
@@ -63,7 +65,7 @@ def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any])
     (values already in their stored form: an encrypted field takes sealed bytes); the row count."""
     alias = router.db_for_write(model)
     sql, params = update_part(model, where=where, values=values)
-    with connections[alias].cursor() as cursor:
+    with fixed_cursor(alias) as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
 
@@ -111,7 +113,7 @@ def together(*parts: tuple[str, list[Any]], using: str = "default") -> None:
     rows; foreign keys are checked at commit, as Django creates them deferred). On other databases,
     where a statement costs no round trip, one after the other."""
     connection = connections[using]
-    with connection.cursor() as cursor:
+    with fixed_cursor(using) as cursor:
         if connection.vendor != "postgresql" or len(parts) < 2:
             for sql, params in parts:
                 cursor.execute(sql, params)
@@ -132,7 +134,7 @@ def delete(model: type[Model], *, where: dict[str, Any]) -> int:
         q = connection.ops.quote_name
         conditions = " AND ".join(f"{q(str(_column(model, n).column))} = %s" for n in where_names)
         sql = _SQL[key] = f"DELETE FROM {q(model._meta.db_table)} WHERE {conditions}"  # noqa: S608
-    with connection.cursor() as cursor:
+    with fixed_cursor(alias) as cursor:
         cursor.execute(sql, _prepared(model, where, connection))
         return int(cursor.rowcount)
 
