@@ -27,7 +27,7 @@ class _LoggedCursor(CursorDebugWrapper):
     """Logs the statement's text with its placeholders: psycopg keeps no composed text for a
     prepared statement (and the text alone carries no parameter, so no personal data)."""
 
-    def execute(self, sql: str, params: Any = None) -> Any:
+    def execute(self, sql: Any, params: Any = None) -> Any:
         with self.debug_sql(sql, params, use_last_executed_query=False):
             return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
 
@@ -46,5 +46,5 @@ def fixed_cursor(alias: str) -> CursorWrapper:
 
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:
-        cursor = ServerBindingCursor(raw)
+        cursor = ServerBindingCursor(raw)  # type: ignore[call-arg]
     return _LoggedCursor(cursor, connection) if connection.queries_logged else CursorWrapper(cursor, connection)
