@@ -202,6 +202,7 @@ SILENCED_SYSTEM_CHECKS = ["auth.W004"]
 # blind index of the e-mail and a pseudonymous IP (accounts.lockout), so its tables hold no plaintext.
 AXES_FAILURE_LIMIT = env_int("AXES_FAILURE_LIMIT", 10, minimum=1)
 AXES_COOLOFF_MINUTES = env_int("AXES_COOLOFF_MINUTES", 15, minimum=1)
+AXES_HANDLER = "accounts.axes_handler.DatabaseHandler"  # axes' own, its lockout check a fixed statement
 AXES_COOLOFF_TIME = "accounts.lockout.cooloff_time"  # doubles with each lockout in a day, at most 24 h
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_USERNAME_CALLABLE = "accounts.lockout.username_key"

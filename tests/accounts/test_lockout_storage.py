@@ -62,3 +62,40 @@ def test_a_successful_sign_in_leaves_no_plaintext_in_axes(alice) -> None:  # typ
         for table in ("axes_accesslog", "axes_accessattempt", "axes_accessfailurelog"):
             cursor.execute(f"SELECT * FROM {table}")
             assert "alice" not in repr(cursor.fetchall()).lower()
+
+
+def test_the_fixed_lockout_check_counts_exactly_what_axes_counts(alice, settings) -> None:  # type: ignore[no-untyped-def]
+    """Issue #3 "Lockout and abuse (django-axes)": the handler's one fixed statement
+    (accounts.axes_handler) sums the same attempts as axes' own ORM query, per account-and-IP
+    pair, since the cool-off threshold; older attempts and other pairs do not count."""
+    import datetime
+
+    from axes.handlers.database import AxesDatabaseHandler
+    from django.test import RequestFactory
+    from django.utils import timezone
+
+    from accounts.axes_handler import DatabaseHandler
+
+    assert settings.AXES_HANDLER == "accounts.axes_handler.DatabaseHandler"
+    account, ip = email_index("alice@example.test"), pseudonymous_ip("198.51.100.23")
+    now = timezone.now()
+
+    def attempt(username: str, ip_address: str, failures: int, minutes_ago: int) -> None:
+        # One row per (account, IP, user agent): the pair's rows differ in their agent.
+        row = AccessAttempt.objects.create(
+            username=username, ip_address=ip_address, user_agent=f"app/{minutes_ago}", failures_since_start=failures
+        )
+        AccessAttempt.objects.filter(pk=row.pk).update(attempt_time=now - datetime.timedelta(minutes=minutes_ago))
+
+    attempt(account, ip, 3, minutes_ago=1)
+    attempt(account, ip, 4, minutes_ago=5)
+    attempt(account, ip, 50, minutes_ago=60 * 24 * 3)  # long before the cool-off threshold
+    attempt(account, pseudonymous_ip("198.51.100.99"), 20, minutes_ago=1)  # another pair
+    attempt(email_index("bob@example.test"), ip, 30, minutes_ago=1)  # another pair
+    request = RequestFactory().post("/api/v1/auth/login", REMOTE_ADDR="198.51.100.23")
+    request.axes_ip_address, request.axes_user_agent, request.axes_attempt_time = ip, "bench", now
+    for credentials in ({"username": "alice@example.test"}, {"username": "nobody@example.test"}):
+        ours = DatabaseHandler().get_failures(request, credentials)
+        theirs = AxesDatabaseHandler().get_failures(request, credentials)
+        assert ours == theirs
+    assert DatabaseHandler().get_failures(request, {"username": "alice@example.test"}) == 7
