@@ -22,7 +22,24 @@ def record_event(
 ) -> SecurityEvent:
     """One security event. ``context`` (IP, place, user agent) is kept only for a known user,
     encrypted under their key; without a user only blind indexes are stored."""
-    event = SecurityEvent(
+    event = build_event(kind, user=user, idx=idx, assessment=assessment, device=device, context=context)
+    # One fixed INSERT (accounts.services.statements): the row save() would write, less Python.
+    statements.insert(event)
+    return event
+
+
+def build_event(
+    kind: str,
+    *,
+    user: User | None,
+    idx: Indexes | None = None,
+    assessment: Assessment | None = None,
+    device: KnownDevice | None = None,
+    context: dict[str, Any] | None = None,
+) -> SecurityEvent:
+    """The event :func:`record_event` stores, not stored yet: for a caller that writes it together
+    with other rows (``statements.insert_returning_part``)."""
+    return SecurityEvent(
         user=user,
         data_key_id=user.data_key_id if user else None,
         kind=kind,
@@ -37,9 +54,6 @@ def record_event(
         country_index=idx.country if idx else "",
         context=context if user else None,
     )
-    # One fixed INSERT (accounts.services.statements): the row save() would write, less Python.
-    statements.insert(event)
-    return event
 
 
 def raise_alert(

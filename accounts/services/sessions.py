@@ -102,9 +102,14 @@ def start_api_session(
     context: dict[str, Any],
     mfa: bool,
     signin_summary: SignInSummary | None = None,
+    event: SecurityEvent | None = None,
+    also: Sequence[tuple[str, list[Any]]] = (),
 ) -> IssuedTokens:
     """A new API session with its first tokens; ``last_login`` (and the sign-in summary, when the
-    caller updated it: accounts.risk.summary) written in one UPDATE of the user row."""
+    caller updated it: accounts.risk.summary) written in one UPDATE of the user row.
+
+    ``event`` (a new security event, ``build_event``) and ``also`` (more statements of the caller's,
+    ``statements.*_part``) are written in the same round trip."""
     now = timezone.now()
     session = AuthSession(
         user=user,
@@ -121,12 +126,16 @@ def start_api_session(
     issued, token_parts = _token_rows(session, now)
     # One round trip on PostgreSQL: the session (its context encrypted by its field, as save()
     # would), the user row (QuerySet.update() semantics: no save(), so no auditlog entry; last_login
-    # and the summary are not tracked: accounts.apps) and both tokens.
+    # and the summary are not tracked: accounts.apps), both tokens, and the caller's statements, the
+    # event last (its id is read back).
     statements.together(
         statements.insert_part(session),
         statements.update_part(User, where={"id": user.pk}, values=changes),
         *token_parts,
+        *also,
+        *([statements.insert_returning_part(event)] if event is not None else []),
         using=router.db_for_write(AuthSession),
+        returning=event,
     )
     return issued
 

@@ -37,7 +37,7 @@ from accounts.risk.engine import (
     successes_of,
 )
 from accounts.services import statements
-from accounts.services.events import raise_alert, record_event
+from accounts.services.events import build_event, raise_alert, record_event
 from accounts.services.factors import Verification, methods_for, verify_factor
 from accounts.services.secrets import code_digest, new_numeric_code, new_token, token_digest
 from accounts.services.sessions import IssuedTokens, issue_tokens, start_api_session
@@ -240,7 +240,7 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         return SignInResult("mfa_required", mfa_token=token, methods=methods, assessment=assessment, user=user)
 
     device = remember_device(user, idx, client, known_id=read.known_device_id)
-    event = record_event(
+    event = build_event(
         SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, device=device, context=context
     )
     assert read.summary is not None
@@ -248,13 +248,26 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
     if channel == "web":
         from accounts.services.web import start_web_session
 
+        statements.insert(event)
         session = start_web_session(request, user=user, device=device, context=context)  # signals user_logged_in
         save_signin_summary(user, summary)
         _after_success(None, user, history.prior_successes, assessment, event)
         return SignInResult("session", session=session, assessment=assessment, user=user)
-    # The summary is written with last_login, in one UPDATE of the user row.
-    tokens = start_api_session(user=user, device=device, context=context, mfa=False, signin_summary=summary)
-    _after_success(request, user, history.prior_successes, assessment, event)
+    # One round trip on PostgreSQL for the rest: the session and its tokens, the user row (last_login
+    # and the summary), the reset of axes' failures and the event (accounts.services.statements).
+    reset = failures_reset_part(request, user)
+    tokens = start_api_session(
+        user=user,
+        device=device,
+        context=context,
+        mfa=False,
+        signin_summary=summary,
+        event=event,
+        also=[reset] if reset is not None else [],
+    )
+    if reset is None:
+        reset_failures(request, user)
+    _after_success(None, user, history.prior_successes, assessment, event)
     return SignInResult("tokens", tokens=tokens, assessment=assessment, user=user)
 
 
@@ -286,13 +299,26 @@ def reset_failures(request: HttpRequest, user: User) -> None:
     What axes' ``user_logged_in`` receiver would do, without the rest of that signal (Django's
     ``update_last_login`` writes the row again, and auditlog then re-reads and decrypts it: about 2 ms
     per sign-in; ``start_api_session`` records the sign-in time already)."""
-    pair = {"username": user.email_index, "ip_address": client_ip_key(request)}
-    if getattr(settings, "AXES_USE_ATTEMPT_EXPIRATION", False):
-        AccessAttempt.objects.filter(**pair).delete()  # with the expiration rows that hang off each attempt
+    reset = failures_reset_part(request, user)
+    if reset is None:
+        # With expiration rows hanging off each attempt, the ORM's delete (and its cascade).
+        AccessAttempt.objects.filter(**_failures_pair(request, user)).delete()
         return
-    # axes' post_delete receiver does nothing for its database handler: one fixed DELETE, without
-    # the SELECT that QuerySet.delete() runs to send signals for the rows.
-    statements.delete(AccessAttempt, where=pair)
+    statements.together(reset, using=router.db_for_write(AccessAttempt))
+
+
+def failures_reset_part(request: HttpRequest, user: User) -> tuple[str, list[Any]] | None:
+    """The DELETE of :func:`reset_failures` as one fixed statement, for ``statements.together``;
+    None when axes keeps expiration rows (``AXES_USE_ATTEMPT_EXPIRATION``) that need the cascade.
+
+    axes' post_delete receiver does nothing for its database handler, so no signal is missed."""
+    if getattr(settings, "AXES_USE_ATTEMPT_EXPIRATION", False):
+        return None
+    return statements.delete_part(AccessAttempt, where=_failures_pair(request, user))
+
+
+def _failures_pair(request: HttpRequest, user: User) -> dict[str, Any]:
+    return {"username": user.email_index, "ip_address": client_ip_key(request)}
 
 
 def open_challenge(

@@ -31,31 +31,14 @@ def insert(obj: Model) -> None:
     """INSERT one new row; an auto-increment primary key is read back, as ``save()`` does."""
     model = type(obj)
     alias = router.db_for_write(model)
-    connection = connections[alias]
     pk = model._meta.pk
     assert pk is not None
     auto = isinstance(pk, AutoFieldMixin) and obj.pk is None
-    fields = [f for f in model._meta.local_concrete_fields if not (auto and f is pk)]
-    returning = auto and connection.features.can_return_columns_from_insert
-    key = ("insert", alias, model, auto, returning)
-    sql = _SQL.get(key)
-    if sql is None:
-        q = connection.ops.quote_name
-        columns = ", ".join(q(str(f.column)) for f in fields)
-        marks = ", ".join(["%s"] * len(fields))
-        # Only quoted names from the model's metadata go into the text; every value is a parameter.
-        sql = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
-        sql = _SQL[key] = f"{sql} RETURNING {q(str(pk.column))}" if returning else sql
-    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    sql, values = insert_returning_part(obj) if auto else insert_part(obj)
     with fixed_cursor(alias) as cursor:
         cursor.execute(sql, values)
         if auto:
-            new_id = (
-                cursor.fetchone()[0]
-                if returning
-                else connection.ops.last_insert_id(cursor, model._meta.db_table, str(pk.column))
-            )
-            setattr(obj, pk.attname, pk.to_python(new_id))
+            _read_back_key(obj, cursor, connections[alias])
     obj._state.adding = False
     obj._state.db = alias
 
@@ -107,24 +90,75 @@ def insert_part(obj: Model) -> tuple[str, list[Any]]:
     return sql, values
 
 
-def together(*parts: tuple[str, list[Any]], using: str = "default") -> None:
-    """Run several INSERT/UPDATE statements in one round trip on PostgreSQL (data-modifying
+def together(*parts: tuple[str, list[Any]], using: str = "default", returning: Model | None = None) -> None:
+    """Run several INSERT/UPDATE/DELETE statements in one round trip on PostgreSQL (data-modifying
     ``WITH``: each runs exactly once, against the same snapshot, so they must not read each other's
     rows; foreign keys are checked at commit, as Django creates them deferred). On other databases,
-    where a statement costs no round trip, one after the other."""
+    where a statement costs no round trip, one after the other.
+
+    ``returning``: a new row with an auto-increment key whose INSERT (:func:`insert_returning_part`)
+    is the last part; its key is read back and set, as ``save()`` does."""
     connection = connections[using]
     with fixed_cursor(using) as cursor:
         if connection.vendor != "postgresql" or len(parts) < 2:
             for sql, params in parts:
                 cursor.execute(sql, params)
-            return
-        *first, last = parts
-        text = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first)) + " " + last[0]
-        cursor.execute(text, [p for _, params in parts for p in params])
+        else:
+            *first, last = parts
+            text = "WITH " + ", ".join(f"w{i} AS ({sql})" for i, (sql, _) in enumerate(first)) + " " + last[0]
+            cursor.execute(text, [p for _, params in parts for p in params])
+        if returning is not None:
+            _read_back_key(returning, cursor, connection)
+
+
+def insert_returning_part(obj: Model) -> tuple[str, list[Any]]:
+    """The INSERT of a new row with an auto-increment key, for the last part of :func:`together`
+    with ``returning=obj``; the values go through the fields as in :func:`insert`."""
+    model = type(obj)
+    alias = router.db_for_write(model)
+    connection = connections[alias]
+    pk = model._meta.pk
+    assert pk is not None
+    if not (isinstance(pk, AutoFieldMixin) and obj.pk is None):
+        raise ValueError(f"{model._meta.label}: insert_returning_part() is for a new auto-increment row")
+    fields = [f for f in model._meta.local_concrete_fields if f is not pk]
+    returning = connection.features.can_return_columns_from_insert
+    key = ("insert", alias, model, True, returning)
+    sql = _SQL.get(key)
+    if sql is None:
+        q = connection.ops.quote_name
+        columns = ", ".join(q(str(f.column)) for f in fields)
+        marks = ", ".join(["%s"] * len(fields))
+        sql = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+        sql = _SQL[key] = f"{sql} RETURNING {q(str(pk.column))}" if returning else sql
+    return sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+
+
+def _read_back_key(obj: Model, cursor: Any, connection: Any) -> None:
+    model = type(obj)
+    pk = model._meta.pk
+    assert pk is not None
+    new_id = (
+        cursor.fetchone()[0]
+        if connection.features.can_return_columns_from_insert
+        else connection.ops.last_insert_id(cursor, model._meta.db_table, str(pk.column))
+    )
+    setattr(obj, pk.attname, pk.to_python(new_id))
+    obj._state.adding = False
+    obj._state.db = connection.alias
 
 
 def delete(model: type[Model], *, where: dict[str, Any]) -> int:
     """``model.objects.filter(**where)._raw_delete()`` for plain equality: no signals, no cascade."""
+    alias = router.db_for_write(model)
+    sql, params = delete_part(model, where=where)
+    with fixed_cursor(alias) as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def delete_part(model: type[Model], *, where: dict[str, Any]) -> tuple[str, list[Any]]:
+    """The statement and parameters of :func:`delete`, for :func:`together`."""
     alias = router.db_for_write(model)
     connection = connections[alias]
     where_names = tuple(where)
@@ -134,9 +168,7 @@ def delete(model: type[Model], *, where: dict[str, Any]) -> int:
         q = connection.ops.quote_name
         conditions = " AND ".join(f"{q(str(_column(model, n).column))} = %s" for n in where_names)
         sql = _SQL[key] = f"DELETE FROM {q(model._meta.db_table)} WHERE {conditions}"  # noqa: S608
-    with fixed_cursor(alias) as cursor:
-        cursor.execute(sql, _prepared(model, where, connection))
-        return int(cursor.rowcount)
+    return sql, _prepared(model, where, connection)
 
 
 def _prepared(model: type[Model], values: dict[str, Any], connection: Any) -> list[Any]:
@@ -149,4 +181,13 @@ def _prepared(model: type[Model], values: dict[str, Any], connection: Any) -> li
     return out
 
 
-__all__ = ["delete", "insert", "insert_part", "together", "update", "update_part"]
+__all__ = [
+    "delete",
+    "delete_part",
+    "insert",
+    "insert_part",
+    "insert_returning_part",
+    "together",
+    "update",
+    "update_part",
+]
