@@ -8,6 +8,7 @@ from django.contrib.auth.backends import ModelBackend
 from django.http import HttpRequest
 
 from accounts.models import User
+from accounts.risk.engine import PROBE_ATTRIBUTE
 from accounts.services.sessions import user_for_sign_in
 
 
@@ -23,8 +24,9 @@ class EmailBackend(ModelBackend):
         address = email or username
         if not address or password is None:
             return None
-        # One statement built once (accounts.services.sessions.Lookups), not a compiled query.
-        user = user_for_sign_in(address)
+        # One statement built once (accounts.services.sessions.Lookups), not a compiled query; it also
+        # reads the risk engine's failure counts when the sign-in service asks (FailureProbe).
+        user = user_for_sign_in(address, getattr(request, PROBE_ATTRIBUTE, None))
         if user is None:
             # Run the hasher anyway so that an unknown address takes as long as a wrong password.
             User().set_password(password)

@@ -109,7 +109,11 @@ class Failures:
     device_id: uuid.UUID | None  # the account's KnownDevice with this attempt's device index
 
 
-def _failures_sql(connection: BaseDatabaseWrapper) -> str:
+def failures_columns(connection: BaseDatabaseWrapper, user_id: str = "%s") -> str:
+    """The three scalar subqueries of :func:`read_failures_and_device`, as columns of a SELECT.
+
+    ``user_id`` is what the device's owner is compared with: a parameter, or a column of the
+    statement they are part of (the sign-in's user lookup, ``accounts.services.sessions``)."""
     q = connection.ops.quote_name
 
     def column(model: type[Model], name: str) -> str:
@@ -121,41 +125,64 @@ def _failures_sql(connection: BaseDatabaseWrapper) -> str:
     device, user, device_index = (column(KnownDevice, n) for n in ("id", "user", "device_index"))
     # Only quoted names from the models' metadata go into the text; every value is a parameter.
     return (
-        f"SELECT (SELECT COUNT(*) FROM {table} WHERE {kind} = %s AND {account} = %s AND {occurred} >= %s), "  # noqa: S608
+        f"(SELECT COUNT(*) FROM {table} WHERE {kind} = %s AND {account} = %s AND {occurred} >= %s), "  # noqa: S608
         f"(SELECT COUNT(DISTINCT {account}) FROM {table} WHERE {kind} = %s AND {ip} = %s AND {occurred} >= %s), "
-        f"(SELECT {device} FROM {q(KnownDevice._meta.db_table)} WHERE {user} = %s AND {device_index} = %s)"
+        f"(SELECT {device} FROM {q(KnownDevice._meta.db_table)} WHERE {user} = {user_id} AND {device_index} = %s)"
     )
+
+
+def failures_params(connection: BaseDatabaseWrapper, idx: Indexes, since: datetime.datetime) -> list[Any]:
+    """The parameters of :func:`failures_columns` with the owner given as a column (the device's
+    index last)."""
+    failed = SecurityEvent.Kind.SIGNIN_FAILED.value
+    moment = connection.ops.adapt_datetimefield_value(since)
+    return [failed, idx.account or NEVER, moment, failed, idx.ip or NEVER, moment, idx.device or NEVER]
+
+
+def failures_from_row(account_failures: Any, ip_failed_accounts: Any, device: Any) -> Failures:
+    device_id = None if device is None else device if isinstance(device, uuid.UUID) else uuid.UUID(str(device))
+    return Failures(int(account_failures or 0), int(ip_failed_accounts or 0), device_id)
+
+
+@dataclass(frozen=True)
+class FailureProbe:
+    """What the sign-in asks the user lookup to read with the user row (one statement, before the
+    password check): the failures and the known device of this attempt, since ``since``.
+
+    Set on the request as ``PROBE_ATTRIBUTE`` by the sign-in service; the result is kept on the user
+    it was read with, and :func:`read_history` uses it when it asks for the same attempt and window."""
+
+    idx: Indexes
+    since: datetime.datetime
+
+
+PROBE_ATTRIBUTE = "identity_failure_probe"
+_PROBED = "_identity_probed_failures"
+
+
+def keep_probed(user: User, probe: FailureProbe, failures: Failures) -> None:
+    user.__dict__[_PROBED] = (probe, failures)
 
 
 def read_failures_and_device(*, user: User | None, idx: Indexes, since: datetime.datetime) -> Failures:
     """Failed passwords on the account and distinct accounts failing from the IP since ``since``,
-    and the known device's id: three scalar subqueries, one statement (ORM-free: no compile)."""
+    and the known device's id: three scalar subqueries, one statement (ORM-free: no compile).
+    Read with the user row already when the sign-in's lookup was asked to (``FailureProbe``)."""
+    if user is not None:
+        probed = user.__dict__.get(_PROBED)
+        if probed is not None and probed[0] == FailureProbe(idx, since):
+            return probed[1]  # type: ignore[no-any-return]
     if not (idx.account or idx.ip or (user is not None and idx.device)):
         return Failures(0, 0, None)
     connection = connections[router.db_for_read(SecurityEvent)]
     sql = _SQL.get(connection.vendor)
     if sql is None:
-        sql = _SQL[connection.vendor] = _failures_sql(connection)
-    failed = SecurityEvent.Kind.SIGNIN_FAILED.value
-    moment = connection.ops.adapt_datetimefield_value(since)
+        sql = _SQL[connection.vendor] = "SELECT " + failures_columns(connection)
+    params = failures_params(connection, idx, since)
     user_id = User._meta.pk.get_db_prep_value(user.pk, connection) if user is not None else None
     with fixed_cursor(connection.alias) as cursor:
-        cursor.execute(
-            sql,
-            [
-                failed,
-                idx.account or NEVER,
-                moment,
-                failed,
-                idx.ip or NEVER,
-                moment,
-                user_id,
-                idx.device or NEVER,
-            ],
-        )
-        account_failures, ip_failed_accounts, device = cursor.fetchone()
-    device_id = None if device is None else device if isinstance(device, uuid.UUID) else uuid.UUID(str(device))
-    return Failures(int(account_failures or 0), int(ip_failed_accounts or 0), device_id)
+        cursor.execute(sql, [*params[:6], user_id, params[6]])
+        return failures_from_row(*cursor.fetchone())
 
 
 _SQL: dict[str, str] = {}

@@ -34,6 +34,7 @@ from accounts.models import (
     TotpFactor,
     User,
 )
+from accounts.risk.engine import FailureProbe, failures_columns, failures_from_row, failures_params, keep_probed
 from accounts.risk.summary import SignInSummary
 from accounts.services import statements
 from accounts.services.events import raise_alert, record_event
@@ -306,6 +307,11 @@ class Lookups:
             f"SELECT {signin_columns} FROM {q(User._meta.db_table)} u "  # noqa: S608
             f"WHERE u.{col(User, 'email_index')} = %s"
         )
+        # With the risk engine's failure counts and known device of the attempt (FailureProbe).
+        self.signin_probe_sql = (
+            f"SELECT {signin_columns}, {failures_columns(connection, user_id=user_pk)} "  # noqa: S608
+            f"FROM {q(User._meta.db_table)} u WHERE u.{col(User, 'email_index')} = %s"
+        )
 
     @staticmethod
     def _converters(field: Field[Any, Any], alias: str, connection: BaseDatabaseWrapper) -> tuple[list[Any], Any]:
@@ -347,20 +353,29 @@ class Lookups:
             return None
         return User.from_db(self.alias, [f.attname for f in self.user_fields], self._convert(row, self.user_converters))
 
-    def user_by_email_index(self, index: str) -> User | None:
-        """The user with this e-mail blind index (unique), every column read and opened."""
-        row = self._fetch(self.signin_sql, [index])
+    def user_by_email_index(self, index: str, probe: FailureProbe | None = None) -> User | None:
+        """The user with this e-mail blind index (unique), every column read and opened; with
+        ``probe``, the attempt's failures and known device too, in the same statement."""
+        if probe is None:
+            row = self._fetch(self.signin_sql, [index])
+        else:
+            connection = connections[self.alias]
+            row = self._fetch(self.signin_probe_sql, [*failures_params(connection, probe.idx, probe.since), index])
         if row is None:
             return None
-        user = User.from_db(self.alias, self.signin_attnames, self._convert(row, self.signin_converters))
+        n = len(self.signin_converters)
+        user = User.from_db(self.alias, self.signin_attnames, self._convert(row[:n], self.signin_converters))
+        if probe is not None:
+            keep_probed(user, probe, failures_from_row(*row[n:]))
         # Values whose key was not unwrapped yet: all keys in one query, as the ORM's iterator does.
         open_sealed([user], self.signin_encrypted)
         return user
 
 
-def user_for_sign_in(email: str) -> User | None:
-    """The account an e-mail address signs in to, by its blind index: one fixed statement."""
-    return _lookups.get().user_by_email_index(email_index(email))
+def user_for_sign_in(email: str, probe: FailureProbe | None = None) -> User | None:
+    """The account an e-mail address signs in to, by its blind index: one fixed statement (with the
+    risk engine's failure counts for ``probe``: accounts.risk.engine.FailureProbe)."""
+    return _lookups.get().user_by_email_index(email_index(email), probe)
 
 
 class _PerDatabase:

@@ -26,7 +26,10 @@ from accounts.models import AuthSession, KnownDevice, MfaChallenge, SecurityAler
 from accounts.notifications import notify, send_code
 from accounts.passwords import is_on_blocklist
 from accounts.risk.engine import (
+    PROBE_ATTRIBUTE,
+    WINDOW,
     Assessment,
+    FailureProbe,
     Indexes,
     SignInSummary,
     assess,
@@ -200,6 +203,8 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         return SignInResult("locked", retry_after=IP_BLOCK_SECONDS)
 
     setattr(request, ACCOUNT_ATTRIBUTE, idx.account)  # for the growing cool-off (accounts.lockout)
+    # The backend reads the attempt's failures and known device with the user row (one statement).
+    setattr(request, PROBE_ATTRIBUTE, FailureProbe(idx, now - WINDOW))
     user = authenticate(request=request, username=email, password=password)
     if getattr(request, "axes_locked_out", False):
         # We answer the lockout ourselves (problem+json, Retry-After); axes' middleware must not

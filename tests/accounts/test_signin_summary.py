@@ -162,8 +162,7 @@ def test_a_familiar_api_sign_in_runs_these_statements(alice, rf) -> None:  # typ
             "RELEASE": 1,
             "SELECT axes_accessattempt": 1,  # axes' lockout check
             "DELETE axes_accessattempt": 1,  # the reset of the pair's failures (no SELECT first)
-            "SELECT accounts_user": 1,
-            "SELECT accounts_securityevent": 1,
+            "SELECT accounts_user": 1,  # with the failures and the known device (FailureProbe)
             "UPDATE accounts_knowndevice": 1,
             "INSERT accounts_securityevent": 1,
             "INSERT accounts_authsession": 1,
@@ -175,7 +174,7 @@ def test_a_familiar_api_sign_in_runs_these_statements(alice, rf) -> None:  # typ
     # On PostgreSQL the session, the user row, both tokens, the reset of axes' failures and the event
     # go in one round trip (a data-modifying WITH: accounts.services.statements.together); elsewhere
     # a statement costs no round trip.
-    assert trips[-1] == (7 if connection.vendor == "postgresql" else 12)
+    assert trips[-1] == (6 if connection.vendor == "postgresql" else 11)
 
 
 def _kinds(sql: str) -> list[str]:
@@ -195,4 +194,38 @@ def _kind(sql: str) -> str:
         return verb
     upper = [w.upper() for w in words]
     after = {"SELECT": "FROM", "INSERT": "INTO", "UPDATE": "UPDATE", "DELETE": "FROM"}[verb]
+    if verb == "SELECT":  # the outermost FROM: the one after the last closing subquery
+        return f"SELECT {words[len(upper) - 1 - upper[::-1].index('FROM') + 1]}"
     return f"{verb} {words[upper.index(after) + 1].strip('(')}"
+
+
+def test_the_failures_read_with_the_user_row_equal_those_read_alone(alice, make_user, rf) -> None:  # type: ignore[no-untyped-def]
+    """The sign-in's user lookup reads the attempt's failures and known device in its own statement
+    (FailureProbe); the risk engine must see exactly what its separate read would give: failed
+    passwords on the account, distinct accounts failing from the IP, the known device."""
+    from django.utils import timezone
+
+    from accounts.risk.engine import WINDOW, FailureProbe, indexes_for, read_failures_and_device
+    from accounts.services.sessions import user_for_sign_in
+    from identity.crypto.blind import email_index
+
+    client = Client(ip=HOME_IP, device_id="phone-1", device_name="Pixel", platform="android")
+    first = sign_in(request=rf.post("/"), email="alice@example.test", password=PASSWORD, client=client)
+    assert first.status == "tokens"
+    make_user("bob@example.test")
+    for email in ("alice@example.test", "alice@example.test", "bob@example.test"):
+        wrong = sign_in(request=rf.post("/"), email=email, password="not the password at all", client=client)
+        assert wrong.status == "invalid"
+
+    now = timezone.now()
+    for device_id in ("phone-1", "a-new-phone", ""):
+        idx = indexes_for(account_index=email_index("alice@example.test"), ip=HOME_IP, place=None, device_id=device_id)
+        probe = FailureProbe(idx, now - WINDOW)
+        probed = user_for_sign_in("alice@example.test", probe)
+        assert probed is not None
+        alone = read_failures_and_device(user=_fresh(alice), idx=idx, since=now - WINDOW)
+        with CaptureQueriesContext(connection) as queries:
+            assert read_failures_and_device(user=probed, idx=idx, since=now - WINDOW) == alone
+        assert not queries.captured_queries  # read with the user row already
+        assert alone.account_failures == 2 and alone.ip_failed_accounts == 2
+        assert (alone.device_id is not None) == (device_id == "phone-1")
