@@ -123,11 +123,15 @@ def failures_columns(connection: BaseDatabaseWrapper, user_id: str = "%s") -> st
     kind, occurred = column(SecurityEvent, "kind"), column(SecurityEvent, "occurred_at")
     account, ip = column(SecurityEvent, "account_index"), column(SecurityEvent, "ip_index")
     device, user, device_index = (column(KnownDevice, n) for n in ("id", "user", "device_index"))
+    # The device found is locked against deletion until the sign-in commits (its session and event
+    # refer to it). SQLite's writers are serialised already (transactions begin IMMEDIATE).
+    lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
     # Only quoted names from the models' metadata go into the text; every value is a parameter.
     return (
         f"(SELECT COUNT(*) FROM {table} WHERE {kind} = %s AND {account} = %s AND {occurred} >= %s), "  # noqa: S608
         f"(SELECT COUNT(DISTINCT {account}) FROM {table} WHERE {kind} = %s AND {ip} = %s AND {occurred} >= %s), "
-        f"(SELECT {device} FROM {q(KnownDevice._meta.db_table)} WHERE {user} = {user_id} AND {device_index} = %s)"
+        f"(SELECT {device} FROM {q(KnownDevice._meta.db_table)} WHERE {user} = {user_id} "
+        f"AND {device_index} = %s{lock})"
     )
 
 

@@ -126,15 +126,10 @@ def remember_device(
     if not idx.device:
         return None
     now = timezone.now()
-    if known_id is not None and statements.update(
-        KnownDevice, where={"id": known_id, "user": user.pk}, values={"last_seen_at": now}
-    ):
-        # Only the id is needed (foreign keys of the event and the session); the rest loads if read.
-        return KnownDevice.from_db(
-            router.db_for_write(KnownDevice),
-            ["id", "user_id", "device_index", "last_seen_at"],
-            [known_id, user.pk, idx.device, now],
-        )
+    if known_id is not None:
+        device, _ = _seen_device(user, idx, known_id, now)
+        if statements.update(KnownDevice, where={"id": known_id, "user": user.pk}, values={"last_seen_at": now}):
+            return device
     device, created = KnownDevice.objects.get_or_create(
         user=user,
         device_index=idx.device,
@@ -143,6 +138,22 @@ def remember_device(
     if not created:
         KnownDevice.objects.filter(pk=device.pk).update(last_seen_at=now)
     return device
+
+
+def _seen_device(
+    user: User, idx: Indexes, device_id: uuid.UUID, now: datetime.datetime
+) -> tuple[KnownDevice, tuple[str, list[Any]]]:
+    """The known device of this sign-in (only its id is needed: the foreign keys of the event and
+    the session; the rest loads if read), and the UPDATE of its ``last_seen_at``, for
+    ``statements.together``."""
+    device = KnownDevice.from_db(
+        router.db_for_write(KnownDevice),
+        ["id", "user_id", "device_index", "last_seen_at"],
+        [device_id, user.pk, idx.device, now],
+    )
+    return device, statements.update_part(
+        KnownDevice, where={"id": device_id, "user": user.pk}, values={"last_seen_at": now}
+    )
 
 
 def _record_failure(*, user: User | None, idx: Indexes, context: dict[str, Any]) -> None:
@@ -244,7 +255,14 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         record_event(SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, context=context)
         return SignInResult("mfa_required", mfa_token=token, methods=methods, assessment=assessment, user=user)
 
-    device = remember_device(user, idx, client, known_id=read.known_device_id)
+    seen: tuple[str, list[Any]] | None = None
+    device: KnownDevice | None
+    if channel == "api" and idx.device and read.known_device_id is not None:
+        # A device the account knows (read, and locked, with the user row): its last_seen_at is
+        # written with the session below.
+        device, seen = _seen_device(user, idx, read.known_device_id, now)
+    else:
+        device = remember_device(user, idx, client, known_id=read.known_device_id)
     event = build_event(
         SecurityEvent.Kind.SIGNIN, user=user, idx=idx, assessment=assessment, device=device, context=context
     )
@@ -268,7 +286,7 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         mfa=False,
         signin_summary=summary,
         event=event,
-        also=[reset] if reset is not None else [],
+        also=[part for part in (seen, reset) if part is not None],
     )
     if reset is None:
         reset_failures(request, user)

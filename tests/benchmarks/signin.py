@@ -422,8 +422,8 @@ TIMED_STAGES = [
     ("  risk: is_on_blocklist", "accounts.services.signin", "is_on_blocklist"),
     ("  risk: assess", "accounts.services.signin", "assess"),
     ("  remember_device", "accounts.services.signin", "remember_device"),
-    ("  record_event", "accounts.services.signin", "record_event"),
-    ("  start_api_session", "accounts.services.signin", "start_api_session"),
+    ("  build_event (the event, written by start_api_session)", "accounts.services.signin", "build_event"),
+    ("  start_api_session (session, tokens, user, event, axes reset)", "accounts.services.signin", "start_api_session"),
     ("  _after_success (user_logged_in)", "accounts.services.signin", "_after_success"),
     ("SessionMiddleware.process_response", "django.contrib.sessions.middleware:SessionMiddleware", "process_response"),
 ]
@@ -431,7 +431,7 @@ TIMED_STAGES = [
 
 # What the target names: the risk engine, token issue and audit writes (not the password check,
 # not the request around sign_in).
-NAMED_STAGES = ("risk:", "remember_device", "record_event", "start_api_session", "_after_success")
+NAMED_STAGES = ("risk:", "remember_device", "build_event", "start_api_session", "_after_success")
 
 
 @contextlib.contextmanager
@@ -518,8 +518,8 @@ SIGNIN_STAGES = [
     ("risk: is_on_blocklist", "accounts/passwords.py", "is_on_blocklist"),
     ("risk: assess", "accounts/risk/engine.py", "assess"),
     ("remember_device", "accounts/services/signin.py", "remember_device"),
-    ("record_event (security event)", "accounts/services/events.py", "record_event"),
-    ("start_api_session (session + tokens)", "accounts/services/sessions.py", "start_api_session"),
+    ("build_event (security event)", "accounts/services/events.py", "build_event"),
+    ("start_api_session (one WITH: session, tokens, event)", "accounts/services/sessions.py", "start_api_session"),
     ("_after_success (user_logged_in receivers)", "accounts/services/signin.py", "_after_success"),
     ("  axes: user_logged_in (clean-up, reset)", "axes/handlers/database.py", "user_logged_in"),
     ("  django: update_last_login", "django/contrib/auth/models.py", "update_last_login"),
