@@ -23,7 +23,7 @@ from accounts.risk.geo import Place
 from accounts.risk.signals import History
 
 HISTORY_DEPTH = 200
-VERSION = 1
+VERSION = 2  # version 1 (entries as triples) is still read
 
 
 @dataclass
@@ -51,11 +51,18 @@ class SignInSummary:
     @classmethod
     def from_stored(cls, value: Any) -> SignInSummary | None:
         """The stored document, or None when there is none (or it cannot be read: then rebuild)."""
-        if not isinstance(value, dict) or value.get("v") != VERSION:
+        if not isinstance(value, dict) or value.get("v") not in (1, VERSION):
             return None
         try:
-            nets, countries = list(value["n"]), list(value["c"])
-            entries = [(int(t), nets[n] if n >= 0 else "", countries[c] if c >= 0 else "") for t, n, c in value["e"]]
+            # Position -1 (no index) reads the "" appended last; any other negative one is refused.
+            nets, countries = [*value["n"], ""], [*value["c"], ""]
+            # Version 1: entries as [second, network position, country position]; version 2: three
+            # parallel arrays, about half the encoding time.
+            rows = value["e"] if value["v"] == 1 else zip(value["t"], value["ni"], value["ci"], strict=True)
+            entries = [
+                (int(t), nets[n if n >= -1 else len(nets)], countries[c if c >= -1 else len(countries)])
+                for t, n, c in rows
+            ]
             last_at = datetime.datetime.fromisoformat(value["at"]) if value.get("at") else None
         except (KeyError, TypeError, ValueError, IndexError):
             return None
@@ -63,19 +70,28 @@ class SignInSummary:
         return cls(entries=entries, last_at=last_at, last_place=place if isinstance(place, dict) else None)
 
     def to_stored(self) -> dict[str, Any]:
-        """Compact: each distinct index once, entries refer to them by position (-1: none)."""
-        nets: dict[str, int] = {}
-        countries: dict[str, int] = {}
-        rows = []
+        """Compact: each distinct index once, entries refer to them by position (-1: none), as three
+        parallel arrays (seconds, network positions, country positions)."""
+        nets: dict[str, int] = {"": -1}
+        countries: dict[str, int] = {"": -1}
+        times, net_at, country_at = [], [], []
         for t, net, country in self.entries:
-            n = nets.setdefault(net, len(nets)) if net else -1
-            c = countries.setdefault(country, len(countries)) if country else -1
-            rows.append([t, n, c])
+            times.append(t)
+            n = nets.get(net)
+            if n is None:
+                n = nets[net] = len(nets) - 1
+            net_at.append(n)
+            c = countries.get(country)
+            if c is None:
+                c = countries[country] = len(countries) - 1
+            country_at.append(c)
         return {
             "v": VERSION,
-            "n": list(nets),
-            "c": list(countries),
-            "e": rows,
+            "n": list(nets)[1:],
+            "c": list(countries)[1:],
+            "t": times,
+            "ni": net_at,
+            "ci": country_at,
             "at": self.last_at.isoformat() if self.last_at else None,
             "place": self.last_place,
         }

@@ -229,3 +229,31 @@ def test_the_failures_read_with_the_user_row_equal_those_read_alone(alice, make_
         assert not queries.captured_queries  # read with the user row already
         assert alone.account_failures == 2 and alone.ip_failed_accounts == 2
         assert (alone.device_id is not None) == (device_id == "phone-1")
+
+
+def test_a_version_1_summary_is_still_read_and_the_next_success_stores_version_2(alice, rf) -> None:  # type: ignore[no-untyped-def]
+    """Summaries stored before the parallel-array format (version 2) give the same history."""
+    client = Client(ip=HOME_IP, device_id="phone-1", device_name="Pixel", platform="android")
+    assert (
+        sign_in(request=rf.post("/"), email="alice@example.test", password=PASSWORD, client=client).status == "tokens"
+    )
+    stored = _fresh(alice).signin_summary
+    assert stored["v"] == 2
+    summary = SignInSummary.from_stored(stored)
+    assert summary is not None and summary.entries
+    old = {
+        "v": 1,
+        "n": stored["n"],
+        "c": stored["c"],
+        "e": [list(entry) for entry in zip(stored["t"], stored["ni"], stored["ci"], strict=True)],
+        "at": stored["at"],
+        "place": stored["place"],
+    }
+    assert SignInSummary.from_stored(old) == summary
+    User.objects.filter(pk=alice.pk).update(signin_summary=alice.seal_signin_summary(old))
+    assert (
+        sign_in(request=rf.post("/"), email="alice@example.test", password=PASSWORD, client=client).status == "tokens"
+    )
+    again = SignInSummary.from_stored(_fresh(alice).signin_summary)
+    assert _fresh(alice).signin_summary["v"] == 2 and again is not None
+    assert again.entries[:-1] == summary.entries
