@@ -124,3 +124,16 @@ def test_production_settings_pass_the_deployment_checklist() -> None:
 
     assert result.returncode == 0, result.stderr + result.stdout
     assert "System check identified no issues" in result.stdout
+
+
+@pytest.mark.parametrize(("value", "expected"), [("", "0"), ("true", "0"), ("false", "None")])
+def test_prepared_statements_can_be_turned_off_for_a_pooler(value: str, expected: str) -> None:
+    """deploy/README.md, DATABASE_PREPARED_STATEMENTS: on by default (psycopg's prepare_threshold 0
+    for the fixed statements, identity/db.py); off behind a pooler that cannot keep them."""
+    env = production_env(DATABASE_URL="postgresql://identity@db.invalid:5432/identity")
+    env["DATABASE_PREPARED_STATEMENTS"] = value
+    options = "settings.DATABASES['default']['OPTIONS']"
+    code = f"{SETUP}; from django.conf import settings; print({options}.get('prepare_threshold'))"
+    result = run(["-c", code], env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == expected
