@@ -80,6 +80,14 @@ def purge_expired_exports() -> int:
 
 
 @shared_task(acks_late=True)
+def match_public_request(intake_id: str) -> str:
+    """After a public intake's code was confirmed: match the account and file, or close (compliance.dsr.intake)."""
+    from compliance.dsr.intake import match_public_request as match
+
+    return match(intake_id)
+
+
+@shared_task(acks_late=True)
 def continue_agent_request(intake_id: str) -> str:
     """After an agent's address is confirmed: ask the consumer, or file, or drop (compliance.dsr.intake)."""
     from compliance.dsr.intake import continue_agent_request as carry_on

@@ -4,8 +4,11 @@
 points the type's verification level needs; a one-time code goes to the address. Only once the code
 comes back are the data points compared with what the matched account already holds (C-25: existing
 records only). Every answer on screen is the same whether or not an account holds the address, and
-the submit step does the same work either way (one account lookup, one key, one row, one mail); what
-happened is told by e-mail, to the mailbox that proved it is the person's:
+so is the work behind it: the submit step does one account lookup, one key statement (the account's
+key read, or a key of the intake's own made), one row and one mail; a wrong code, the fifth that
+closes the intake, and a new code cost the same either way; a right code only spends the code, and
+the matching and filing run in a task (``match_public_request``). What happened is told by e-mail,
+to the mailbox that proved it is the person's:
 
 - filed: the usual acknowledgement (``compliance.notices``);
 - no account holds the address: an e-mail saying so; the intake keeps no address;
@@ -64,7 +67,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import router, transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -82,6 +85,7 @@ from compliance.models import (
 )
 from identity.crypto import keystore
 from identity.crypto.blind import blind_index, email_index, normalise_email
+from identity.models import SubjectKey
 
 K = PrivacyRequest.Kind
 L = VerificationLevel
@@ -281,19 +285,48 @@ def _throttle(*, address_index: str, ip: str | None) -> None:
 
 
 def _account_for(address: str) -> Any:
+    """The active account holding the address, or None. Only its id and key id are read: loading its
+    encrypted fields would unwrap its key here when the key is not cached yet (a query an unknown
+    address never costs); ``_key_for`` reads the key once, cached or not."""
     users = get_user_model()._default_manager
-    return users.filter(email_index=email_index(address), is_active=True).first()
+    return users.filter(email_index=email_index(address), is_active=True).only("pk", "data_key_id").first()
 
 
 def _key_for(user: Any) -> tuple[uuid.UUID, bool]:
     """The matched account's key, or a new key of the intake's own (destroyed when it closes).
 
-    Either path is one statement (the account's key row is read even when it is cached, as the new
-    key is written), so the submit step costs the same whether or not an account holds the address.
+    Either path is one statement on the key table, whether or not this process has the account's key
+    cached: a key not cached is read and unwrapped (then used from the cache to encrypt the intake), a
+    cached one is checked for shredding, and a new key is made and written. So the submit step costs
+    the same whether or not an account holds the address.
     """
-    if user is not None and not keystore.is_shredded(user.data_key_id):
-        return user.data_key_id, False
+    if user is not None:
+        key_id = user.data_key_id
+        if keystore.peek(key_id.bytes) is False:
+            keystore.load_keys([key_id.bytes])
+            cached = keystore.peek(key_id.bytes)
+            usable = cached is not None and cached is not False
+        else:
+            usable = not keystore.is_shredded(key_id)
+        if usable:
+            return key_id, False
     return keystore.create_key(), True
+
+
+def _destroy_own_key(intake: RequestIntake) -> None:
+    """Destroy the intake's own key (an unknown address). For an account's key, which must live on,
+    the same statements run and change nothing (a savepoint and an UPDATE whose condition no key row
+    meets: a live key has its wrapped key, a shredded one its time), so closing an intake, which the
+    fifth wrong code does for anyone who has its id, costs the same whether or not an account holds
+    the address (as Django's ModelBackend hashes a password for an unknown user)."""
+    if intake.own_key:
+        keystore.shred(intake.data_key_id)
+        return
+    alias = router.db_for_write(SubjectKey)
+    with transaction.atomic(using=alias):
+        SubjectKey.objects.using(alias).filter(
+            pk=intake.data_key_id, wrapped_key__isnull=True, shredded_at__isnull=True
+        ).update(kek_id="", shredded_at=timezone.now())
 
 
 def _code_digest(intake_id: Any, code: str) -> str:
@@ -337,8 +370,7 @@ def _close(intake: RequestIntake, status: str, now: datetime.datetime) -> None:
     intake.declaration_name = None
     intake.code_hmac = ""
     intake.save()
-    if intake.own_key:
-        keystore.shred(intake.data_key_id)
+    _destroy_own_key(intake)
 
 
 def _matches(user: Any, level: str, claims: dict[str, Any], declared: bool) -> bool:
@@ -507,16 +539,16 @@ def _open_for_code(intake_id: Any, source: str) -> RequestIntake:
     now = timezone.now()
     if intake.status == I.AWAITING_CODE and now >= intake.expires_at:
         raise IntakeRefused("code_expired", "This request has expired; please start again.")
-    if intake.status != I.AWAITING_CODE:
+    if intake.status != I.AWAITING_CODE or not intake.code_hmac:  # no code: the right one came already
         raise IntakeRefused("invalid_state", "This request was already checked or has closed; please start again.")
     return intake
 
 
 def verify_code(*, intake_id: Any, code: str, source: str, ip: str | None = None) -> RequestIntake:
-    """Check the e-mailed code, then carry on (public: match and file; agent: ask the consumer).
+    """Check the e-mailed code, then carry on in a task (public: match and file; agent: ask the
+    consumer), so that this step, its answer and its timing are the same whoever holds the address.
 
     A wrong code is counted and committed before the refusal is raised; the fifth closes the intake.
-    The answer to a right code is the same whatever follows.
     """
     failure: IntakeRefused | None = None
     with transaction.atomic():
@@ -547,28 +579,59 @@ def verify_code(*, intake_id: Any, code: str, source: str, ip: str | None = None
             if intake.source == RequestIntake.Source.AGENT:
                 _agent_address_confirmed(intake, ip=ip, now=now)
             else:
-                _match_and_file(intake, ip=ip, now=now)
+                _public_address_confirmed(intake, ip=ip)
     if failure is not None:
         raise failure
     return intake
 
 
-def _match_and_file(intake: RequestIntake, *, ip: str | None, now: datetime.datetime) -> None:
+def _public_address_confirmed(intake: RequestIntake, *, ip: str | None) -> None:
+    """The address is the person's. Matching it with an account and filing (or not) is different work
+    for a known and an unknown address, so it runs in a task (``match_public_request``), as an agent's
+    next step does. The intake waits, its code spent, in ``awaiting_code``."""
+    audit.record("compliance.intake.code_confirmed", actor=None, data={"intake": str(intake.pk)}, ip=ip)
+    intake_id = str(intake.pk)
+
+    def enqueue() -> None:
+        from compliance.tasks import match_public_request as task
+
+        task.delay(intake_id)
+
+    transaction.on_commit(enqueue)
+
+
+@transaction.atomic
+def match_public_request(intake_id: Any) -> str:
+    """After a public intake's code was confirmed (a task; idempotent): compare the data points with
+    the account that holds the address and file the request, or close the intake and say why by
+    e-mail. Returns what was done: ``filed``, ``no_account``, ``not_matched`` or ``nothing``."""
+    intake = (
+        RequestIntake.objects.select_for_update()
+        .filter(pk=intake_id, source=RequestIntake.Source.PUBLIC, status=I.AWAITING_CODE, code_hmac="")
+        .first()
+    )
+    if intake is None:
+        return "nothing"
+    return _match_and_file(intake, now=timezone.now())
+
+
+def _match_and_file(intake: RequestIntake, *, now: datetime.datetime) -> str:
     address = str(intake.email)
     user = intake.subject
     if user is None or not user.is_active or user.email_index != intake.email_index:
         _close(intake, I.NO_ACCOUNT, now)
-        audit.record("compliance.intake.no_account", actor=None, data={"intake": str(intake.pk)}, ip=ip)
+        audit.record("compliance.intake.no_account", actor=None, data={"intake": str(intake.pk)})
         _mail(address, "intake_no_account", {"kind": PrivacyRequest.Kind(intake.kind).label})
-        return
+        return "no_account"
     claims = intake.claims if isinstance(intake.claims, dict) else {}
     declaration = str(intake.declaration_name or "")
     if not _matches(user, intake.level, claims, declared=bool(declaration.strip())):
         _close(intake, I.NOT_MATCHED, now)
         audit.record("compliance.intake.not_matched", actor=None, subject=user, data={"intake": str(intake.pk)})
         _mail(address, "intake_not_verified", {"kind": PrivacyRequest.Kind(intake.kind).label})
-        return
-    _file(intake, user, method=METHOD[intake.level], actor=user, ip=ip, now=now, declaration_name=declaration)
+        return "not_matched"
+    _file(intake, user, method=METHOD[intake.level], actor=user, ip=None, now=now, declaration_name=declaration)
+    return "filed"
 
 
 # -- authorised agents ----------------------------------------------------------------------------------

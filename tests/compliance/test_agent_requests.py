@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from compliance.api import public as public_api
@@ -114,6 +115,25 @@ def test_the_agent_hears_the_same_whether_or_not_the_consumer_has_an_account(  #
     assert (unknown.status, unknown.email, unknown.subject) == ("no_account", None, None)
     assert keystore.is_shredded(unknown.data_key_id)
     assert AgentAuthorisation.objects.count() == 1 and len(list(documents.iterdir())) == 1
+
+
+@pytest.mark.parametrize("keys_cached", [True, False], ids=["keys-cached", "keys-not-cached"])
+def test_an_agents_request_costs_the_same_whether_or_not_the_consumer_has_an_account(  # type: ignore[no-untyped-def]
+    api, run, alice, keys_cached
+) -> None:
+    """C-28 / issue #4: no enumeration of consumers by timing either: the same answer and the same
+    number of statements, also when this process has not cached the consumer's key."""
+    assert start(api, run, subject_email="warm-up@example.test", agent_email="fay@agency.test").status_code == 202
+    answers, work = [], []
+    for consumer, agent in (("alice@example.test", "dana@agency.test"), ("nobody@example.test", "erin@agency.test")):
+        if not keys_cached:
+            keystore.clear_cache()
+        with CaptureQueriesContext(connection) as queries:
+            started = start(api, run, subject_email=consumer, agent_email=agent)
+        answers.append((started.status_code, {k: v for k, v in started.json().items() if k != "id"}))
+        work.append(len(queries.captured_queries))
+    assert answers[0] == answers[1] and answers[0][0] == 202
+    assert work[0] == work[1]
 
 
 def test_the_document_is_stored_encrypted_under_the_consumers_key(api, run, alice, documents) -> None:  # type: ignore[no-untyped-def]

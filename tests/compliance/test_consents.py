@@ -11,6 +11,7 @@ C-24 (no sale of a child's data without a parent).
 from __future__ import annotations
 
 import datetime
+from unittest import mock
 
 import pytest
 from rest_framework.test import APIClient
@@ -89,6 +90,62 @@ def test_withdrawing_is_one_step_and_keeps_the_history_g06(alice) -> None:  # ty
     # Saying the same thing again writes nothing.
     api.put("/api/v1/privacy/consents", {"marketing_email": False}, format="json")
     assert ConsentRecord.objects.count() == 2
+
+
+def ledger(user, purpose: str, granted: bool, at: datetime.datetime) -> ConsentRecord:  # type: ignore[no-untyped-def]
+    return consents.write_record(
+        user,
+        purpose,
+        granted,
+        actor=ConsentRecord.Actor.SELF,
+        actor_ref=user.pk,
+        surface=ConsentRecord.Surface.API,
+        method="grant" if granted else "withdraw",
+        jurisdiction="US-CA",
+        at=at,
+        interaction_id="tap",
+    )
+
+
+def test_the_current_choice_is_the_newest_record_in_one_query_however_long_the_ledger_g04_g06(  # type: ignore[no-untyped-def]
+    alice, charlie, django_assert_num_queries
+) -> None:
+    """G-06 (history kept, the newest choice counts), G-04 (the record that proves it is returned)."""
+    start = datetime.datetime(2026, 1, 5, 9, 0, tzinfo=datetime.UTC)
+    minute = datetime.timedelta(minutes=1)
+    # Given one record per purpose but one, then a long history for two purposes
+    for n, name in enumerate(list(consents.PURPOSES)[:-1]):
+        ledger(alice, name, True, start + n * minute)
+    with django_assert_num_queries(1):
+        short = consents.current(alice)
+    for i in range(40):
+        ledger(alice, "marketing_email", i % 2 == 0, start + (10 + i) * minute)
+        ledger(alice, "personalised_ads", i % 2 == 1, start + (10 + i) * minute)
+    # A record written later with an earlier time does not win; on equal times the later id does.
+    ledger(alice, "marketing_email", True, start)
+    tie_first = ledger(alice, "personalised_ads", False, start + 60 * minute)
+    tie_last = ledger(alice, "personalised_ads", True, start + 60 * minute)
+    ledger(charlie, "marketing_email", True, start + 100 * minute)  # someone else's newer record
+
+    # When the choices are read, neither the query count nor the rows read grow with the ledger
+    with (
+        django_assert_num_queries(1),
+        mock.patch.object(ConsentRecord, "from_db", side_effect=ConsentRecord.from_db) as rows,
+    ):
+        choices = consents.current(alice)
+    assert rows.call_count == len(consents.PURPOSES) - 1  # the newest per purpose, not 88 rows
+
+    # Then each is the newest record by time, then id, exactly as reading the whole ledger gives
+    expected: dict[str, ConsentRecord] = {}
+    for record in ConsentRecord.objects.filter(subject=alice).order_by("recorded_at", "id"):
+        expected[record.purpose] = record
+    assert {name: c.record for name, c in choices.items()} == {name: expected.get(name) for name in consents.PURPOSES}
+    assert choices["marketing_email"].granted is False  # the 40th alternating record (i = 39)
+    assert choices["personalised_ads"].record == tie_last and tie_last.pk > tie_first.pk
+    assert choices["personalised_ads"].granted is True
+    last = list(consents.PURPOSES)[-1]
+    assert (choices[last].record, choices[last].granted) == (None, consents.PURPOSES[last].default)
+    assert short.keys() == choices.keys()
 
 
 def test_bad_choices_are_refused_with_nothing_written(alice) -> None:  # type: ignore[no-untyped-def]

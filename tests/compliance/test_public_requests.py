@@ -100,6 +100,118 @@ def test_the_answer_is_the_same_whether_or_not_an_account_holds_the_address(api,
     assert len(known_queries.captured_queries) == len(unknown_queries.captured_queries)
 
 
+def without_id(response: Any) -> tuple[int, dict[str, Any]]:
+    return response.status_code, {k: v for k, v in response.json().items() if k != "id"}
+
+
+def warm_up(api: APIClient, run: Any) -> None:
+    """One request first, so what a process or a test does once (whatever the address) is not counted
+    against the first address measured."""
+    assert start(api, run, email="warm-up@example.test").status_code == 202
+
+
+def statements(queries: CaptureQueriesContext) -> list[str]:
+    """What each statement did and to which table (no values: they may hold pseudonymous data)."""
+    found = (re.match(r'\s*(\w+)(?:.*?(?:FROM|INTO|UPDATE)\s+"(\w+)")?', q["sql"]) for q in queries.captured_queries)
+    return [" ".join(filter(None, m.groups())) if m else "?" for m in found]
+
+
+@pytest.mark.parametrize("keys_cached", [True, False], ids=["keys-cached", "keys-not-cached"])
+def test_submitting_costs_the_same_whether_or_not_the_accounts_key_is_cached(  # type: ignore[no-untyped-def]
+    api, run, alice, keys_cached
+) -> None:
+    """issue #4 channels (no account enumeration): a process that has not cached the account's key
+    yet (a fresh worker, or after the TTL) must not spend an extra key query on a known address."""
+    warm_up(api, run)
+    answers, work = [], []
+    for email in ("alice@example.test", NOBODY):
+        if not keys_cached:
+            keystore.clear_cache()
+        with CaptureQueriesContext(connection) as queries:
+            answers.append(without_id(start(api, run, email=email)))
+        work.append(statements(queries))
+    assert answers[0] == answers[1] and answers[0][0] == 202
+    assert len(work[0]) == len(work[1]), work
+
+
+def test_a_right_code_gets_the_same_answer_and_work_and_the_outcome_follows_in_a_task(  # type: ignore[no-untyped-def]
+    api, run, alice, mailoutbox, django_capture_on_commit_callbacks
+) -> None:
+    """issue #4 channels, C-27: the verify step only spends the code; matching the account and filing
+    (or telling the person no account holds the address) run after commit, in a task."""
+    warm_up(api, run)
+    answers, work, pending, ids = [], [], [], []
+    for email in ("alice@example.test", NOBODY):
+        started = start(api, run, email=email).json()
+        ids.append(started["id"])
+        sent = len(mailoutbox)
+        with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks() as callbacks:
+            code = code_in(mailoutbox[-1])
+            answers.append(without_id(api.post(f"{START}/{started['id']}/verify", {"code": code}, format="json")))
+        work.append(len(queries.captured_queries))
+        pending.append(callbacks)
+        # Nothing that depends on the account has happened yet: no request, no mail.
+        assert not PrivacyRequest.objects.exists() and len(mailoutbox) == sent
+        intake = RequestIntake.objects.get(pk=started["id"])
+        assert (intake.status, intake.code_hmac) == ("awaiting_code", "")
+        assert_problem(verify(api, run, started["id"], code_in(mailoutbox[-1])), 409, "invalid_state")
+    assert answers[0] == answers[1] == (200, {"detail": public_api.CHECKED})
+    assert work[0] == work[1] and len(pending[0]) == len(pending[1]) == 1
+
+    for callbacks in pending:  # the task, as a worker runs it after commit
+        with django_capture_on_commit_callbacks(execute=True):
+            callbacks[0]()
+    assert PrivacyRequest.objects.get().subject == alice
+    assert [RequestIntake.objects.get(pk=pk).status for pk in ids] == ["filed", "no_account"]
+    assert [m.to for m in mailoutbox[-2:]] == [["alice@example.test"], [NOBODY]]
+    assert svc.match_public_request(ids[0]) == "nothing"  # idempotent
+
+
+def test_wrong_codes_and_the_closing_fifth_cost_the_same_for_a_known_and_an_unknown_address(  # type: ignore[no-untyped-def]
+    api, run, alice, mailoutbox
+) -> None:
+    """issue #4 channels: anyone holding an intake's id may send wrong codes; the fifth closes the
+    intake and destroys a key of its own, which must not take longer than closing a known address's."""
+    warm_up(api, run)
+    answers, work, intakes = [], [], []
+    for email in ("alice@example.test", NOBODY):
+        started = start(api, run, email=email).json()
+        code = code_in(mailoutbox[-1])
+        wrong = f"{(int(code) + 1) % 10**8:08d}"
+        for _ in range(svc.MAX_CODE_ATTEMPTS):
+            with CaptureQueriesContext(connection) as queries:
+                response = verify(api, run, started["id"], wrong)
+            answers.append((email, without_id(response)))
+            work.append((email, len(queries.captured_queries)))
+        intakes.append(RequestIntake.objects.get(pk=started["id"]))
+    for known, unknown in zip(answers[:5], answers[5:], strict=True):
+        assert known[1] == unknown[1]
+    assert [n for _, n in work[:5]] == [n for _, n in work[5:]]
+    assert answers[4][1][0] == 429
+    assert [i.status for i in intakes] == ["locked", "locked"]
+    assert not keystore.is_shredded(alice.data_key_id)  # the account's key lives on
+    assert keystore.is_shredded(intakes[1].data_key_id)  # the intake's own key does not
+
+
+def test_a_new_code_costs_the_same_for_a_known_and_an_unknown_address(api, run, alice, mailoutbox) -> None:  # type: ignore[no-untyped-def]
+    """issue #4 channels: resending answers and works the same whoever holds the address."""
+    warm_up(api, run)
+    now = datetime.datetime.now(datetime.UTC)
+    answers, work = [], []
+    for email in ("alice@example.test", NOBODY):
+        with time_machine.travel(now, tick=False):
+            started = start(api, run, email=email).json()
+        with time_machine.travel(now + datetime.timedelta(seconds=61), tick=False):
+            with CaptureQueriesContext(connection) as queries:
+                answers.append(without_id(run(api.post, f"{START}/{started['id']}/resend")))
+            work.append(len(queries.captured_queries))
+    assert answers[0] == answers[1] and answers[0][0] == 202
+    assert work[0] == work[1]
+    assert mailoutbox[-1].body.replace(code_in(mailoutbox[-1]), "X") == mailoutbox[-3].body.replace(
+        code_in(mailoutbox[-3]), "X"
+    )
+
+
 def test_a_matching_date_of_birth_files_a_verified_request(api, run, alice, mailoutbox) -> None:  # type: ignore[no-untyped-def]
     """C-27 reasonable (2 points: code + date of birth) for rectification; C-25 data dropped after use."""
     started = start(api, run, details="my display name is wrong").json()

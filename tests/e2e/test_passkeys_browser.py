@@ -13,40 +13,16 @@ authenticator with user verification: the browser runs the real ceremonies again
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
-from django.db import connection
 
 from accounts.models import AuthSession, SecurityEvent
 from tests.conftest import PASSWORD
-from tests.e2e.test_portal_browser import (  # noqa: F401 (browser_page and shots are fixtures)
-    STRICT_POLICY,
-    browser_page,
-    screenshot,
-    shots,
-)
+from tests.e2e.browser import STRICT_POLICY, in_db, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-T = TypeVar("T")
-
-
-def in_db(query: Callable[[], T]) -> T:
-    """Run ORM code in a thread of its own: Playwright's sync API keeps an event loop in the test's
-    thread, where Django refuses database calls (and would open a connection nobody closes)."""
-
-    def run() -> T:
-        try:
-            return query()
-        finally:
-            connection.close()
-
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run).result()
 
 
 def sign_in(page: Any, base: str, email: str) -> None:
@@ -59,9 +35,9 @@ def sign_in(page: Any, base: str, email: str) -> None:
 def test_add_a_passkey_then_sign_in_and_step_up_with_it(  # type: ignore[no-untyped-def]
     alice,
     live_server,
-    browser_page,  # noqa: F811 (the fixture imported above)
+    browser_page,
     settings,
-    shots: Path,  # noqa: F811
+    shots: Path,
 ) -> None:
     page, problems = browser_page
     started = time.monotonic()

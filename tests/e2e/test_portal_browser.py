@@ -5,46 +5,25 @@ Requirement: issue #3 (listener portal with adaptive MFA, TOTP enrolment with a 
 inline script or style: the browser reports no violation and no console error on any page).
 
 Drives Debian's Chromium (/usr/bin/chromium) with Playwright's sync API against pytest-django's
-live server. Screenshots go to ``tmp_path`` (or to E2E_SCREENSHOT_DIR when set, to look at them).
+live server (fixtures in ``conftest.py``). Screenshots go to ``tmp_path`` (or to E2E_SCREENSHOT_DIR when
+set, to look at them).
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-try:
-    from playwright.sync_api import ConsoleMessage, Page, sync_playwright
-except ImportError:  # pragma: no cover - depends on the machine
-    pytest.skip("SKIPPED: the playwright package is not installed (pip install -e '.[dev]')", allow_module_level=True)
-if not Path(CHROMIUM).exists():  # pragma: no cover - depends on the machine
-    pytest.skip(
-        f"SKIPPED: {CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)", allow_module_level=True
-    )
+from tests.e2e.browser import PHONE, STRICT_POLICY, screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-PHONE = {"width": 390, "height": 844}
-DESKTOP = {"width": 1280, "height": 900}
 EMAIL = "nova@example.test"
 PASSWORD = "violet elephants juggle quietly"
-STRICT_POLICY = {"decisions": {"low": "challenge", "medium": "challenge", "high": "deny"}}
 
 
 def totp(secret: str, *, at: float) -> str:
@@ -53,50 +32,6 @@ def totp(secret: str, *, at: float) -> str:
     counter = TOTP(base64.b32decode(secret + "=" * (-len(secret) % 8)), step=30, t0=0, digits=6)
     counter.time = at
     return f"{counter.token():06d}"
-
-
-@pytest.fixture
-def shots(tmp_path: Path) -> Path:
-    target = os.environ.get("E2E_SCREENSHOT_DIR")
-    path = Path(target) if target else tmp_path
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-@pytest.fixture
-def browser_page() -> Iterator[tuple[Page, list[str]]]:
-    """A phone-sized page, and every console error, page error and CSP violation it reports."""
-    problems: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        context = browser.new_context(viewport=PHONE, device_scale_factor=1, locale="en-GB")
-        page = context.new_page()
-        page.set_default_timeout(10_000)
-
-        def on_console(message: ConsoleMessage) -> None:
-            if message.type == "error" or "Content Security Policy" in message.text:
-                problems.append(f"console {message.type}: {message.text}")
-
-        page.on("console", on_console)
-        page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
-        page.on(
-            "response",
-            lambda response: (
-                problems.append(f"HTTP {response.status}: {response.url}") if response.status >= 400 else None
-            ),
-        )
-        try:
-            yield page, problems
-        finally:
-            context.close()
-            browser.close()
-
-
-def screenshot(page: Page, shots: Path, name: str) -> None:
-    for label, size in (("phone", PHONE), ("desktop", DESKTOP)):
-        page.set_viewport_size(size)
-        page.screenshot(path=str(shots / f"{name}-{label}.png"), full_page=True)
-    page.set_viewport_size(PHONE)
 
 
 def test_sign_up_add_totp_and_sign_in_with_mfa(live_server, browser_page, settings, shots: Path) -> None:  # type: ignore[no-untyped-def]

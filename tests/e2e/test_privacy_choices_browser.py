@@ -7,12 +7,14 @@ signal applies to the signed-in listener), G-06 (withdrawal in one step).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.e2e.test_portal_browser import ARGS, CHROMIUM, PHONE, browser_page  # noqa: F401 (a fixture)
+from tests.e2e.browser import PHONE, in_db
+
+if TYPE_CHECKING:  # conftest.py skips these tests when Playwright is missing
+    from playwright.sync_api import Page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -20,12 +22,10 @@ PASSWORD = "violet elephants juggle quietly"
 
 
 @pytest.fixture(autouse=True)
-def _no_connected_systems(settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def _no_connected_systems(settings) -> None:  # type: ignore[no-untyped-def]
     # Nothing downstream to wait for: the opt-out is honoured as soon as it is recorded.
     settings.CONNECTED_DATASETS = []
     settings.CONNECTED_SERVICES = []
-    # The checks below read the database from the thread that drives Playwright's event loop.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 def sign_up(page: Page, base: str, email: str) -> None:
@@ -41,7 +41,7 @@ def sign_up(page: Page, base: str, email: str) -> None:
     page.wait_for_url(f"{base}/account/welcome")
 
 
-def test_the_do_not_sell_link_and_form_opt_out_in_one_step_c19_c20(live_server, browser_page) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
+def test_the_do_not_sell_link_and_form_opt_out_in_one_step_c19_c20(live_server, browser_page) -> None:  # type: ignore[no-untyped-def]
     from compliance.models import PrivacyRequest
 
     page, problems = browser_page
@@ -57,27 +57,17 @@ def test_the_do_not_sell_link_and_form_opt_out_in_one_step_c19_c20(live_server, 
     assert "Opt-Out Request Honored" in status, status
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"]
-    request = PrivacyRequest.objects.get()
+    request = in_db(PrivacyRequest.objects.get)
     assert (request.kind, request.status, request.channel) == ("opt_out_sale_sharing", "completed", "portal")
     assert problems == []
 
 
-@pytest.fixture
-def gpc_browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-
-
-def test_a_browser_sending_gpc_opts_the_listener_out_c21(live_server, gpc_browser) -> None:  # type: ignore[no-untyped-def]
+def test_a_browser_sending_gpc_opts_the_listener_out_c21(live_server, chromium) -> None:  # type: ignore[no-untyped-def]
     from accounts.models import User
     from compliance import consents
     from compliance.models import PrivacyRequest
 
-    context = gpc_browser.new_context(viewport=PHONE, extra_http_headers={"Sec-GPC": "1"})
+    context = chromium.new_context(viewport=PHONE, extra_http_headers={"Sec-GPC": "1"})
     page = context.new_page()
     page.set_default_timeout(10_000)
     base = live_server.url
@@ -85,8 +75,8 @@ def test_a_browser_sending_gpc_opts_the_listener_out_c21(live_server, gpc_browse
     page.goto(f"{base}/privacy/choices/")
     assert "Opt-Out Preference Signal Honored" in page.locator("#gpc-status").inner_text()
     assert "Opt-Out Request Honored" in page.locator("#opt-out-status").inner_text()
-    user = User.objects.with_email("gale@example.test").get()
-    assert consents.opted_out_of_sale_sharing(user)
-    request = PrivacyRequest.objects.get(subject=user)
+    user = in_db(User.objects.with_email("gale@example.test").get)
+    assert in_db(lambda: consents.opted_out_of_sale_sharing(user))
+    request = in_db(lambda: PrivacyRequest.objects.get(subject=user))
     assert (request.kind, request.verification_method) == ("opt_out_sale_sharing", "not_required")
     context.close()
