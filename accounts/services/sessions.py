@@ -300,6 +300,7 @@ class Lookups:
         self.user_pk_field = User._meta.get_field("id")
         self.signin_fields = list(User._meta.concrete_fields)
         self.signin_attnames = [f.attname for f in self.signin_fields]
+        self.signin_pk_position = next(i for i, f in enumerate(self.signin_fields) if f.primary_key)
         self.signin_converters = [self._converters(f, "u", connection) for f in self.signin_fields]
         self.signin_encrypted = [f.attname for f in self.signin_fields if isinstance(f, EncryptedField)]
         signin_columns = ", ".join(f"u.{q(str(f.column))}" for f in self.signin_fields)
@@ -312,6 +313,15 @@ class Lookups:
             f"SELECT {signin_columns}, {failures_columns(connection, user_id=user_pk)} "  # noqa: S608
             f"FROM {q(User._meta.db_table)} u WHERE u.{col(User, 'email_index')} = %s"
         )
+        # And, first, a scalar of the caller's (django-axes' failure count: accounts.axes_handler),
+        # with one row whether or not an account holds the address.
+        self.signin_scalar_sql = (
+            "SELECT ({scalar}), "  # noqa: S608
+            f"{signin_columns}, {failures_columns(connection, user_id=user_pk)} "
+            f"FROM (SELECT 1 AS one) AS one LEFT JOIN {q(User._meta.db_table)} u "
+            f"ON u.{col(User, 'email_index')} = %s"
+        )
+        self._scalar_sql: dict[str, str] = {}
 
     @staticmethod
     def _converters(field: Field[Any, Any], alias: str, connection: BaseDatabaseWrapper) -> tuple[list[Any], Any]:
@@ -370,6 +380,34 @@ class Lookups:
         # Values whose key was not unwrapped yet: all keys in one query, as the ORM's iterator does.
         open_sealed([user], self.signin_encrypted)
         return user
+
+    def scalar_and_user(
+        self, scalar: tuple[str, list[Any]], index: str, probe: FailureProbe
+    ) -> tuple[Any, User | None]:
+        """``scalar`` (a one-value SELECT of the caller's) and what :meth:`user_by_email_index` reads
+        with ``probe``, in one statement; the user is None when no account holds the index."""
+        text = self._scalar_sql.get(scalar[0])
+        if text is None:
+            text = self._scalar_sql[scalar[0]] = self.signin_scalar_sql.replace("{scalar}", scalar[0], 1)
+        connection = connections[self.alias]
+        row = self._fetch(text, [*scalar[1], *failures_params(connection, probe.idx, probe.since), index])
+        assert row is not None  # the LEFT JOIN of one row
+        n = len(self.signin_converters) + 1
+        if row[1 + self.signin_pk_position] is None:  # no account holds the index
+            return row[0], None
+        user = User.from_db(self.alias, self.signin_attnames, self._convert(row[1:n], self.signin_converters))
+        keep_probed(user, probe, failures_from_row(*row[n:]))
+        open_sealed([user], self.signin_encrypted)
+        return row[0], user
+
+
+# The sign-in's user, read by django-axes' lockout check in its statement (accounts.axes_handler):
+# (e-mail blind index, user or None), taken by the backend (accounts.backends) for the same index.
+SIGNIN_USER_ATTRIBUTE = "_identity_signin_user"
+
+
+def lockout_and_user(scalar: tuple[str, list[Any]], index: str, probe: FailureProbe) -> tuple[Any, User | None]:
+    return _lookups.get().scalar_and_user(scalar, index, probe)
 
 
 def user_for_sign_in(email: str, probe: FailureProbe | None = None) -> User | None:

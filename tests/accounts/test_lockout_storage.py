@@ -99,3 +99,15 @@ def test_the_fixed_lockout_check_counts_exactly_what_axes_counts(alice, settings
         theirs = AxesDatabaseHandler().get_failures(request, credentials)
         assert ours == theirs
     assert DatabaseHandler().get_failures(request, {"username": "alice@example.test"}) == 7
+
+    # In a sign-in the same count comes with the account's row (one statement), for the backend.
+    from accounts.risk.engine import PROBE_ATTRIBUTE, WINDOW, FailureProbe, indexes_for
+    from accounts.services.sessions import SIGNIN_USER_ATTRIBUTE
+
+    for email, holder in (("alice@example.test", alice.pk), ("nobody@example.test", None)):
+        idx = indexes_for(account_index=email_index(email), ip="198.51.100.23", place=None, device_id="")
+        setattr(request, PROBE_ATTRIBUTE, FailureProbe(idx, now - WINDOW))
+        counted = DatabaseHandler().get_failures(request, {"username": email})
+        assert counted == AxesDatabaseHandler().get_failures(request, {"username": email})
+        index, user = request.__dict__.pop(SIGNIN_USER_ATTRIBUTE)
+        assert index == idx.account and (user.pk if user else None) == holder
