@@ -77,17 +77,25 @@ def insert_part(obj: Model) -> tuple[str, list[Any]]:
     if obj.pk is None:
         raise ValueError(f"{model._meta.label}: together() needs rows whose primary key is already set")
     fields = list(model._meta.local_concrete_fields)
-    key = ("insert", alias, model, False, False)
-    sql = _SQL.get(key)
-    if sql is None:
-        q = connection.ops.quote_name
-        columns = ", ".join(q(str(f.column)) for f in fields)
-        marks = ", ".join(["%s"] * len(fields))
-        sql = _SQL[key] = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+    sql = _insert_sql(model, fields, alias, returning=None)
     values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     obj._state.adding = False
     obj._state.db = alias
     return sql, values
+
+
+def _insert_sql(model: type[Model], fields: list[Any], alias: str, *, returning: Field[Any, Any] | None) -> str:
+    """The INSERT text of ``fields`` (built once per model and shape), with ``RETURNING`` of a column."""
+    key = ("insert", alias, model, len(fields), returning is not None)  # with or without the key column
+    sql = _SQL.get(key)
+    if sql is None:
+        q = connections[alias].ops.quote_name
+        columns = ", ".join(q(str(f.column)) for f in fields)
+        marks = ", ".join(["%s"] * len(fields))
+        # Only quoted names from the model's metadata go into the text; every value is a parameter.
+        sql = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
+        sql = _SQL[key] = f"{sql} RETURNING {q(str(returning.column))}" if returning is not None else sql
+    return sql
 
 
 def together(*parts: tuple[str, list[Any]], using: str = "default", returning: Model | None = None) -> None:
@@ -122,15 +130,10 @@ def insert_returning_part(obj: Model) -> tuple[str, list[Any]]:
     if not (isinstance(pk, AutoFieldMixin) and obj.pk is None):
         raise ValueError(f"{model._meta.label}: insert_returning_part() is for a new auto-increment row")
     fields = [f for f in model._meta.local_concrete_fields if f is not pk]
-    returning = connection.features.can_return_columns_from_insert
-    key = ("insert", alias, model, True, returning)
-    sql = _SQL.get(key)
-    if sql is None:
-        q = connection.ops.quote_name
-        columns = ", ".join(q(str(f.column)) for f in fields)
-        marks = ", ".join(["%s"] * len(fields))
-        sql = f"INSERT INTO {q(model._meta.db_table)} ({columns}) VALUES ({marks})"  # noqa: S608
-        sql = _SQL[key] = f"{sql} RETURNING {q(str(pk.column))}" if returning else sql
+    # Without RETURNING (an older SQLite) the key is read with last_insert_id (_read_back_key).
+    sql = _insert_sql(
+        model, fields, alias, returning=pk if connection.features.can_return_columns_from_insert else None
+    )
     return sql, [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
 
 
