@@ -77,3 +77,42 @@ def test_the_sign_in_lookup_reads_the_whole_user(alice) -> None:  # type: ignore
     assert found.phone == "+49 30 1234567"
     assert found.password == User.objects.get(pk=alice.pk).password
     assert user_for_sign_in("nobody@example.test") is None
+
+
+def test_together_writes_every_part_and_reads_back_the_events_id(alice) -> None:  # type: ignore[no-untyped-def]
+    """One round trip on PostgreSQL (a data-modifying WITH), one after the other elsewhere: an UPDATE,
+    an INSERT with a preset key, a DELETE, and last an INSERT whose auto-increment id comes back."""
+    from django.test.utils import CaptureQueriesContext
+
+    device = KnownDevice.objects.create(user=alice, data_key_id=alice.data_key_id, device_index="d" * 64)
+    AccessAttempt.objects.create(
+        username="u" * 64, ip_address="fd00::1", user_agent="", http_accept="", path_info="", failures_since_start=3
+    )
+    moment = timezone.now() + datetime.timedelta(minutes=5)
+    session = AuthSession(
+        user=alice,
+        data_key_id=alice.data_key_id,
+        kind=AuthSession.Kind.API,
+        device=device,
+        expires_at=moment + datetime.timedelta(days=1),
+        context={"platform": "ios"},
+    )
+    event = SecurityEvent(user=alice, data_key_id=alice.data_key_id, kind=SecurityEvent.Kind.SIGNIN, device=device)
+    with CaptureQueriesContext(connection) as queries:
+        statements.together(
+            statements.update_part(
+                KnownDevice, where={"id": device.pk, "user": alice.pk}, values={"last_seen_at": moment}
+            ),
+            statements.insert_part(session),
+            statements.delete_part(AccessAttempt, where={"username": "u" * 64, "ip_address": "fd00::1"}),
+            statements.insert_returning_part(event),
+            returning=event,
+        )
+    assert len(queries.captured_queries) == (1 if connection.vendor == "postgresql" else 4)
+    assert event.pk is not None and SecurityEvent.objects.get(pk=event.pk).device_id == device.pk
+    assert AuthSession.objects.get(pk=session.pk).context == {"platform": "ios"}
+    device.refresh_from_db()
+    assert device.last_seen_at == moment
+    assert not AccessAttempt.objects.exists()
+    with pytest.raises(ValueError, match="auto-increment"):
+        statements.insert_returning_part(event)  # its key is set now
