@@ -11,8 +11,11 @@ A part (one per system and category, JSON lines) holds a header line per source 
 ``{"source": ..., "columns": [...]}``, then the values of up to ``EXPORT_BATCH`` records on one line,
 row after row: ``[v1, v2, ...]`` (a count, ``n``, for records without values). One encoder call per
 line, not per record; the JSON and CSV files of the ZIP are made from these lines a batch at a time
-too (``_json_text``, ``_csv_text``), with exactly the text a record at a time gave. Parts written by
-earlier versions, one ``{"source": ..., "values": {...}}`` line per record, are still read.
+too (``_json_text``, ``_csv_text``), with exactly the text a record at a time gave. From a COPY
+(``SqlDataSystem.export_copy``) the header also names each column's kind, ``"copy": [...]``, and a
+batch is COPY's text as the server sent it, unparsed: a tab, then every value followed by a tab
+(``_CopyBatch`` reads it). Parts written by earlier versions, one ``{"source": ..., "values": {...}}``
+line per record, are still read.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ import re
 import struct
 import uuid
 import zipfile
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 
 from compliance.registry import Category, LawfulBasis
 from compliance.systems.base import DataSystem, Description, Record, RecordBatch, SubjectRef
+from compliance.systems.sql import COPY_KINDS, CopyBatch
 from identity.crypto import envelope
 
 CHUNK = 64 * 1024
@@ -133,9 +139,13 @@ def part_context(request_id: uuid.UUID, system: str, category: str) -> str:
     return f"compliance.export-part.{request_id}.{system}.{category}"
 
 
-def records_of(system: DataSystem, subject: SubjectRef) -> Iterable[Record | RecordBatch]:
-    """What an export task writes for a system: its batches when it offers them
+def records_of(system: DataSystem, subject: SubjectRef) -> Iterable[Record | RecordBatch | CopyBatch]:
+    """What an export task writes for a system: COPY's text when it offers it
+    (``SqlDataSystem.export_copy``), else its batches when it offers them
     (``compliance.systems.base.BatchExport``), else its records."""
+    copied = getattr(system, "export_copy", None)
+    if copied is not None:
+        return cast(Iterable[CopyBatch | RecordBatch], copied(subject))
     batches = getattr(system, "export_batches", None)
     return batches(subject) if batches is not None else system.export(subject)
 
@@ -166,15 +176,15 @@ class _Part:
     def __init__(self, writer: EncryptedWriter, final: Path) -> None:
         self.writer = writer
         self.final = final
-        self.head: tuple[str, tuple[str, ...]] | None = None
+        self.head: tuple[str, tuple[str, ...], tuple[str, ...] | None] | None = None  # source, columns, kinds
         self.values: list[Any] = []
         self.pending = 0
         self.count = 0
 
     def add(self, source: str, columns: tuple[str, ...], values: list[Any], count: int) -> None:
-        if self.head != (source, columns):
+        if self.head != (source, columns, None):
             self.flush()
-            self.head = (source, columns)
+            self.head = (source, columns, None)
             self._line(_ENCODE({"source": source, "columns": list(columns)}))
         self.count += count
         if not self.pending and count >= EXPORT_BATCH:
@@ -184,6 +194,18 @@ class _Part:
         self.pending += count
         if self.pending >= EXPORT_BATCH:
             self.flush()
+
+    def add_copy(self, batch: CopyBatch) -> None:
+        """COPY's text as it came: a tab, then every value followed by a tab (``CopyBatch.text``)."""
+        head = (batch.source, batch.columns, batch.kinds)
+        if self.head != head:
+            self.flush()
+            self.head = head
+            self._line(_ENCODE({"source": batch.source, "columns": list(batch.columns), "copy": list(batch.kinds)}))
+        self.count += batch.count
+        self.writer.write(b"\t")
+        self.writer.write(batch.text)
+        self.writer.write(b"\n")
 
     def flush(self) -> None:
         if self.pending and self.head is not None:
@@ -203,7 +225,7 @@ class _Part:
 
 
 def write_parts(
-    request_id: uuid.UUID, system: str, key_id: uuid.UUID, records: Iterable[Record | RecordBatch]
+    request_id: uuid.UUID, system: str, key_id: uuid.UUID, records: Iterable[Record | RecordBatch | CopyBatch]
 ) -> dict[str, int]:
     """Stream a system's records (or batches of them) into one encrypted part per category; returns counts.
 
@@ -212,7 +234,7 @@ def write_parts(
     parts: dict[str, _Part] = {}
     try:
         for item in records:
-            if isinstance(item, RecordBatch) and not item.values:
+            if isinstance(item, CopyBatch | RecordBatch) and not item.count:
                 continue
             part = parts.get(item.category)
             if part is None:
@@ -221,6 +243,9 @@ def write_parts(
                     final.with_suffix(".tmp"), key_id=key_id, context=part_context(request_id, system, item.category)
                 )
                 part = parts[item.category] = _Part(writer, final)
+            if isinstance(item, CopyBatch):
+                part.add_copy(item)
+                continue
             if isinstance(item, RecordBatch):
                 part.add(item.source, item.columns, item.values, item.count)
                 continue
@@ -251,24 +276,106 @@ class _Batch:
     """Records of a part, column by column; ``joined`` keeps a column's values still joined by _SEP
     (str columns), so that the JSON and CSV texts of the whole column are checked in one pass."""
 
-    def __init__(self, source: str, columns: tuple[str, ...], data: list[Any], count: int) -> None:
+    def __init__(self, source: str, columns: tuple[str, ...], count: int, data: list[Any]) -> None:
         self.source, self.columns, self.count = source, columns, count
         self.joined: list[str | None] = [c if isinstance(c, str) else None for c in data]
         self.values: list[list[Any]] = [c.split(_SEP) if isinstance(c, str) else c for c in data]
 
+    def json_column(self, i: int) -> tuple[list[str], bool]:
+        """The JSON texts of column ``i``'s values, and whether each is a string still to be put in
+        quotes (so that the quotes go into the pieces around it, not into a new string per value)."""
+        values, joined = self.values[i], self.joined[i]
+        if joined is not None and not _ESCAPED_IN_JSON.search(joined):
+            return values, True
+        return _json_values(values), False
+
+    def csv_column(self, i: int) -> list[str]:
+        """Column ``i``'s values as csv.writer (excel dialect) writes them."""
+        values, joined = self.values[i], self.joined[i]
+        if joined is not None:
+            return [_csv_quoted(v) for v in values] if _QUOTED_IN_CSV.search(joined) else values
+        return _csv_values(values)
+
+
+class _CopyBatch(_Batch):
+    """COPY's text in a part (a line: a tab, then every value followed by a tab), split once. Checks
+    over the whole batch decide what the columns need: with no backslash there is no NULL and
+    nothing escaped; then with no quote or control character every text value is its JSON string's
+    inside, and with no quote or comma its CSV field. Whole numbers stay COPY's text, which is their
+    JSON and CSV text too."""
+
+    def __init__(self, source: str, columns: tuple[str, ...], kinds: tuple[str, ...], line: bytes) -> None:
+        width = len(columns)
+        text = line.decode("utf-8")
+        self.split = text.split("\t")
+        if not width or (len(self.split) - 2) % width or self.split[0] or self.split[-1]:
+            raise ValueError("a part's COPY line has rows of an unexpected shape")
+        self.source, self.columns, self.kinds = source, columns, kinds
+        self.count = (len(self.split) - 2) // width
+        self.plain = b"\\" not in line
+        # UTF-8 puts no byte below 0x80 inside a character: the checks can look at bytes.
+        self.json_plain = self.plain and len(line.translate(None, _ESCAPED_IN_COPY_JSON)) == len(line)
+        self.csv_plain = self.plain and b"," not in line and b'"' not in line
+
+    def _column(self, i: int) -> list[Any]:
+        column: list[Any] = self.split[1 + i : -1 : len(self.columns)]
+        kind = self.kinds[i]
+        if kind != "int" and (kind != "text" or not self.plain):
+            return COPY_KINDS[kind](column)
+        return column  # text without escapes, or whole numbers as text (NULL as \N)
+
+    def _joined(self, kind: str, column: list[Any]) -> str | None:
+        if kind not in _TEXT_KINDS or None in column:
+            return None
+        joined = _SEP.join(column)
+        return joined if joined.count(_SEP) == len(column) - 1 else None
+
+    def json_column(self, i: int) -> tuple[list[str], bool]:
+        kind, column = self.kinds[i], self._column(i)
+        if kind == "int":
+            return (["null" if v == "\\N" else v for v in column] if "\\N" in column else column), False
+        if self.json_plain and kind in _TEXT_KINDS:
+            return column, True
+        joined = self._joined(kind, column)
+        if joined is not None and not _ESCAPED_IN_JSON.search(joined):
+            return column, True
+        return _json_values(column), False
+
+    def csv_column(self, i: int) -> list[str]:
+        kind, column = self.kinds[i], self._column(i)
+        if kind == "int":
+            return ["" if v == "\\N" else v for v in column] if "\\N" in column else column
+        if self.csv_plain and kind in _TEXT_KINDS:
+            return column
+        joined = self._joined(kind, column)
+        if joined is not None:
+            return [_csv_quoted(v) for v in column] if _QUOTED_IN_CSV.search(joined) else column
+        return _csv_values(column)
+
+
+_TEXT_KINDS = frozenset({"text", "timestamp", "timestamptz"})  # COPY kinds whose values are str (or None)
+
 
 def _part_batches(path: Path, context: str) -> Iterator[_Batch]:
-    source, columns = "", ()
+    source: str = ""
+    columns: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
     for line in _lines(read_encrypted(path, context=context)):
+        if line[:1] == b"\t":  # COPY's text, of the columns of the last header
+            yield _CopyBatch(source, columns, kinds, line)
+            continue
         item = json.loads(line)
         if isinstance(item, list):
-            yield _Batch(source, columns, item, len(item[0]) if isinstance(item[0], list) else item[0].count(_SEP) + 1)
+            count = len(item[0]) if isinstance(item[0], list) else item[0].count(_SEP) + 1
+            yield _Batch(source, columns, count, item)
         elif isinstance(item, int):
-            yield _Batch(source, columns, [], item)
+            yield _Batch(source, columns, item, [])
         elif "columns" in item:
-            source, columns = item["source"], tuple(item["columns"])
+            source, columns, kinds = item["source"], tuple(item["columns"]), tuple(item.get("copy", ()))
+            if any(kind not in COPY_KINDS for kind in kinds):
+                raise ValueError("a part names a kind of COPY column this version does not know")
         else:  # one record, as earlier versions wrote parts
-            yield _Batch(item["source"], tuple(item["values"]), [[v] for v in item["values"].values()], 1)
+            yield _Batch(item["source"], tuple(item["values"]), 1, [[v] for v in item["values"].values()])
 
 
 # The JSON and CSV files of a category hold exactly the text that writing one record at a time gave
@@ -276,14 +383,13 @@ def _part_batches(path: Path, context: str) -> Iterator[_Batch]:
 # field, value). They are made a batch at a time: each column's value texts with a few calls over
 # the whole column, then every record's pieces placed in one list by slice assignment and joined.
 _ESCAPED_IN_JSON = re.compile(r'["\\\x00-\x1f]')
+_ESCAPED_IN_COPY_JSON = bytes([*range(0x09), *range(0x0A, 0x20), ord('"')])  # the same bar the tab, as bytes
 _QUOTED_IN_CSV = re.compile(r'[",\r\n]')
 # Encodes a list with NUL between the values (a NUL inside a string is escaped), to split it.
 _PIECES = json.JSONEncoder(ensure_ascii=False, default=str, separators=("\x00", ": ")).encode
 
 
-def _json_values(values: list[Any], joined: str | None) -> list[str]:
-    if joined is not None and not _ESCAPED_IN_JSON.search(joined):
-        return ('"' + joined.replace(_SEP, '"' + _SEP + '"') + '"').split(_SEP)
+def _json_values(values: list[Any]) -> list[str]:
     if set(map(type, values)) == {int}:
         return list(map(str, values))
     pieces = _PIECES(values)[1:-1].split("\x00")
@@ -300,11 +406,15 @@ def _json_text(batch: _Batch) -> str:
         return ",\n".join([head + "}}"] * count)
     stride = 2 * width + 1
     pieces: list[str] = [""] * (count * stride)
-    for i, (column, values, joined) in enumerate(zip(batch.columns, batch.values, batch.joined, strict=True)):
-        pieces[2 * i :: stride] = [(head if i == 0 else ", ") + _ENCODE(column) + ": "] * count
-        pieces[2 * i + 1 :: stride] = _json_values(values, joined)
-    pieces[stride - 1 :: stride] = ["}},\n"] * count
-    pieces[-1] = "}}"
+    close = ""  # the quote that ends the last column's strings
+    for i, column in enumerate(batch.columns):
+        texts, quoted = batch.json_column(i)
+        lead = head if i == 0 else close + ", "
+        close = '"' if quoted else ""
+        pieces[2 * i :: stride] = [lead + _ENCODE(column) + ": " + close] * count
+        pieces[2 * i + 1 :: stride] = texts
+    pieces[stride - 1 :: stride] = [close + "}},\n"] * count
+    pieces[-1] = close + "}}"
     return "".join(pieces)
 
 
@@ -326,10 +436,7 @@ def _csv_field(value: Any) -> str:
     return _csv_quoted(str(value))
 
 
-def _csv_values(values: list[Any], joined: str | None) -> list[str]:
-    """A column's values as csv.writer (excel dialect) writes them."""
-    if joined is not None:
-        return [_csv_quoted(v) for v in values] if _QUOTED_IN_CSV.search(joined) else values
+def _csv_values(values: list[Any]) -> list[str]:
     if set(map(type, values)) <= {int, bool, float}:  # str() of these (repr() of a float) needs no quotes
         return list(map(str, values))
     return [_csv_field(v) for v in values]
@@ -344,11 +451,11 @@ def _csv_text(batch: _Batch, first: int) -> str:
     pieces: list[str] = [""] * (count * stride)
     lead = "\r\n" + _csv_quoted(batch.source) + ","
     numbers = list(map(str, range(first, first + count)))
-    for i, (column, values, joined) in enumerate(zip(batch.columns, batch.values, batch.joined, strict=True)):
+    for i, column in enumerate(batch.columns):
         pieces[4 * i :: stride] = [lead] * count
         pieces[4 * i + 1 :: stride] = numbers
         pieces[4 * i + 2 :: stride] = ["," + _csv_quoted(column) + ","] * count
-        pieces[4 * i + 3 :: stride] = _csv_values(values, joined)
+        pieces[4 * i + 3 :: stride] = batch.csv_column(i)
     pieces[0] = lead[2:]
     pieces.append("\r\n")
     return "".join(pieces)
@@ -385,16 +492,71 @@ def art15_information(descriptions: list[Description]) -> dict[str, Any]:
     }
 
 
+class _Handoff(io.RawIOBase):
+    """The file the ZIP is written to: it keeps what it is given for ``drain``, which passes it on to
+    the encrypted file from the calling thread only (the subject's key is looked up there, never
+    from a worker: the key store reads the database)."""
+
+    def __init__(self, target: EncryptedWriter) -> None:
+        super().__init__()
+        self._target = target
+        self._chunks: deque[bytes] = deque()  # append and popleft are atomic: one thread each
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._chunks.append(chunk)
+        return len(chunk)
+
+    def drain(self) -> None:
+        while self._chunks:
+            self._target.write(self._chunks.popleft())
+
+
+class _Behind:
+    """Writes to a ZIP member in one worker thread, in order, at most ``depth`` writes behind the
+    caller: the member's CRC and zlib release the GIL, so a batch is compressed while the text of
+    the next is made. The compressed bytes are encrypted by the caller (``_Handoff.drain``). A
+    failed write is raised by a later ``write`` or at the end of the ``with`` block."""
+
+    def __init__(self, member: IO[bytes], handoff: _Handoff, *, depth: int = 1) -> None:
+        self._member = member
+        self._handoff = handoff
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-zip")
+        self._pending: deque[Future[int]] = deque()
+
+    def write(self, data: bytes) -> None:
+        self._pending.append(self._pool.submit(self._member.write, data))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()
+        self._handoff.drain()
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            while self._pending:
+                self._pending.popleft().result()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        self._handoff.drain()
+
+
 def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Description]) -> tuple[Path, int]:
     """Build the subject's ZIP from the parts, encrypted; remove the parts. Returns (path, size)."""
     final = export_root() / str(request_id) / f"export-{uuid.uuid4().hex}.zip.enc"
     writer = EncryptedWriter(final, key_id=key_id, context=f"compliance.export.{request_id}")
+    handoff = _Handoff(writer)
     counts: dict[str, int] = {}
     parts = _parts_by_category(request_id)
-    with zipfile.ZipFile(writer, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
+    with zipfile.ZipFile(handoff, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
         for category, sources in sorted(parts.items()):
             # force_zip64: a member's size is unknown while it streams; a long history passes 4 GiB.
-            with archive.open(f"{category}.json", "w", force_zip64=True) as handle:
+            with archive.open(f"{category}.json", "w", force_zip64=True) as member, _Behind(member, handoff) as handle:
                 handle.write(b"[\n")
                 separator = b""
                 for system, path in sources:
@@ -404,7 +566,7 @@ def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Descri
                         separator = b",\n"
                         counts[category] = counts.get(category, 0) + batch.count
                 handle.write(b"\n]\n")
-            with archive.open(f"{category}.csv", "w", force_zip64=True) as handle:
+            with archive.open(f"{category}.csv", "w", force_zip64=True) as member, _Behind(member, handoff) as handle:
                 handle.write(b"source,record,field,value\r\n")
                 number = 1
                 for system, path in sources:
@@ -416,6 +578,7 @@ def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Descri
         info["record_counts"] = counts
         archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))
         archive.writestr("index.html", _index_html(info, counts))
+    handoff.drain()
     writer.close()
     for _, sources in parts.items():
         for _, path in sources:

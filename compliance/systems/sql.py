@@ -88,9 +88,10 @@ import os
 import re
 import sqlite3
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
@@ -656,34 +657,93 @@ def _copy_timestamp_naive(values: list[str]) -> list[Any]:
     return _copy_timestamp(values, zone=False)
 
 
-# type oid -> what makes a column of COPY text into the exported values. Types the select list
-# already turns into text on the server (_PG_AS_TEXT) arrive as text.
-_COPY_LOADERS: dict[int, Any] = {
-    **{oid: _copy_text for oid in _PG_AS_TEXT},
-    16: _copy_bool,
-    20: _copy_int,
-    21: _copy_int,
-    23: _copy_int,
-    26: _copy_int,
-    700: _copy_float,
-    701: _copy_float,
-    25: _copy_text,
-    1042: _copy_text,
-    1043: _copy_text,
-    19: _copy_text,
-    1082: _copy_text,  # date: DateStyle ISO writes what to_json writes
-    1114: _copy_timestamp_naive,
-    1184: _copy_timestamptz,
+# How a column of COPY text becomes the exported values, by kind; the kind of each type oid. Types
+# the select list already turns into text on the server (_PG_AS_TEXT) arrive as text.
+COPY_KINDS: dict[str, Callable[[list[str]], list[Any]]] = {
+    "text": _copy_text,
+    "int": _copy_int,
+    "float": _copy_float,
+    "bool": _copy_bool,
+    "timestamp": _copy_timestamp_naive,
+    "timestamptz": _copy_timestamptz,
+}
+_COPY_LOADERS: dict[int, str] = {
+    **{oid: "text" for oid in _PG_AS_TEXT},
+    16: "bool",
+    20: "int",
+    21: "int",
+    23: "int",
+    26: "int",
+    700: "float",
+    701: "float",
+    25: "text",
+    1042: "text",
+    1043: "text",
+    19: "text",
+    1082: "text",  # date: DateStyle ISO writes what to_json writes
+    1114: "timestamp",
+    1184: "timestamptz",
 }
 _COPY_PLAIN = frozenset({1082, 1114, 1184})  # selected as they are, converted above
 
 
+@dataclass(frozen=True)
+class CopyBatch:
+    """Up to ``EXPORT_BATCH`` rows of one table in COPY's text format, as the server sent them: what
+    the export writes into its parts without parsing a value (``compliance.exports``), so that the
+    read-only snapshot on the connected database is held for little more than the COPY itself.
+
+    ``text`` is UTF-8, every value followed by a tab (COPY's row ends made tabs too; tabs and
+    newlines inside values are escaped by COPY, ``\\N`` is NULL). ``kinds`` says per column how its
+    text becomes the value the named cursor gives (a key of ``COPY_KINDS``); :meth:`values` does it.
+    """
+
+    category: str
+    source: str
+    columns: tuple[str, ...]
+    kinds: tuple[str, ...]
+    text: bytes
+    count: int
+
+    def split(self) -> list[str]:
+        """Every value's COPY text, row after row."""
+        values = self.text.decode("utf-8").split("\t")
+        if len(values) != self.count * len(self.columns) + 1 or values.pop():
+            raise DatasetError("COPY returned rows of an unexpected shape")
+        return values
+
+    def values(self) -> list[Any]:
+        """The values row after row (``RecordBatch.values``), exactly those of ``SqlDataSystem.export``."""
+        values = self.split()
+        plain = b"\\" not in self.text  # no NULL and nothing escaped in the whole batch
+        width = len(self.columns)
+        for i, kind in enumerate(self.kinds):
+            if plain and kind == "text":
+                continue
+            column = values[i::width]
+            loaded = COPY_KINDS[kind](column)
+            if loaded is not column:
+                values[i::width] = loaded
+        return values
+
+    def record_batch(self) -> RecordBatch:
+        return RecordBatch(self.category, self.source, self.columns, self.values())
+
+
 def _copy_batches(
-    db: Database, table: str, columns: Sequence[str], where: str, order: str, params: Sequence[Any], *, size: int
-) -> Iterator[list[Any]] | None:
+    db: Database,
+    table: str,
+    columns: Sequence[str],
+    where: str,
+    order: str,
+    params: Sequence[Any],
+    *,
+    size: int,
+    category: str,
+    source: str,
+) -> Iterator[CopyBatch] | None:
     """The rows of ``SELECT columns FROM table WHERE ... ORDER BY ...`` through COPY, ``size`` at a
-    time, each batch one flat list (row after row) of the values the named cursor gives; None on
-    SQLite, or when a column's type has no loader."""
+    time, as COPY's text; None on SQLite, or when a column's type has no loader."""
     if db.engine != "postgresql":
         return None
     probe = f"SELECT {', '.join(quote(c) for c in columns)} FROM {quote(table)} WHERE 1 = 0"  # noqa: S608
@@ -696,46 +756,54 @@ def _copy_batches(
         quote(c) if oid in _COPY_PLAIN or oid not in _PG_AS_TEXT else _PG_AS_TEXT[oid].format(quote(c))
         for c, oid in zip(columns, types, strict=True)
     ]
-    loaders = [_COPY_LOADERS[oid] for oid in types]
+    kinds = tuple(_COPY_LOADERS[oid] for oid in types)
     statement = f"COPY (SELECT {', '.join(expressions)} FROM {quote(table)} WHERE {where} ORDER BY {order}) TO STDOUT"  # noqa: S608
-    return _copy_rows(db, db.sql(statement), params, loaders, size=size)
+    batch = partial(CopyBatch, category, source, tuple(columns), kinds)
+    return (batch(text, rows) for text, rows in _copy_rows(db, db.sql(statement), params, size=size))
 
 
-def _copy_rows(
-    db: Database, statement: str, params: Sequence[Any], loaders: list[Any], *, size: int
-) -> Iterator[list[Any]]:
-    width = len(loaders)
+def _copy_rows(db: Database, statement: str, params: Sequence[Any], *, size: int) -> Iterator[tuple[bytes, int]]:
+    """COPY's text, ``size`` rows at a time (UTF-8, row ends made tabs), and the number of rows."""
     encoding = db.pg.info.encoding
-
-    def batch(data: bytearray, rows: int) -> list[Any]:
-        # Tabs and newlines inside values are escaped: the raw ones are the separators.
-        text = data.decode(encoding)
-        plain = "\\" not in text  # no NULL and nothing escaped in the whole batch
-        values = text.replace("\n", "\t").split("\t")
-        if len(values) != rows * width + 1:
-            raise DatasetError("COPY returned rows of an unexpected shape")
-        values.pop()  # after the last newline
-        for i, load in enumerate(loaders):
-            if plain and load is _copy_text:
-                continue
-            column = values[i::width]
-            loaded = load(column)
-            if loaded is not column:
-                values[i::width] = loaded
-        return values
-
+    pgconn = db.pg.pgconn
     db.pg.execute("SET LOCAL DateStyle TO ISO")
+
+    def batch(data: bytearray, rows: int) -> tuple[bytes, int]:
+        # Tabs and newlines inside values are escaped: the raw ones are the separators.
+        text = bytes(data.replace(b"\n", b"\t"))
+        return (text if encoding == "utf-8" else text.decode(encoding).encode("utf-8")), rows
+
     with db.pg.cursor() as cur, cur.copy(statement, params) as copy:
-        # One growing buffer, not an object per row: the rows of a batch cost no garbage collection.
+        # libpq hands over one row per call. The rows already received are taken straight from it
+        # (psycopg's read() costs about a microsecond more per row in its wait machinery); psycopg
+        # waits when none is there. One growing buffer, not an object per row: no garbage collection.
+        read = pgconn.get_copy_data
         pending, rows = bytearray(), 0
-        for data in copy:
-            pending += data
+        while True:
+            nbytes, data = read(1)
+            if nbytes > 0:
+                pending += data
+            elif nbytes == 0:  # nothing received yet: psycopg waits (b"" once the COPY has ended)
+                if not (waited := copy.read()):
+                    break
+                pending += waited
+            else:  # the end of the data, already received: collect the statement's result
+                _end_copy(pgconn)
+                break
             rows += 1
             if rows >= size:
                 yield batch(pending, rows)
                 pending, rows = bytearray(), 0
         if rows:
             yield batch(pending, rows)
+
+
+def _end_copy(pgconn: psycopg.pq.abc.PGconn) -> None:
+    """After libpq reported the end of COPY's data: its result (what psycopg's read() does then)."""
+    while (result := pgconn.get_result()) is not None:
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            state = result.error_field(psycopg.pq.DiagnosticField.SQLSTATE) or b"?"
+            raise psycopg.DatabaseError(f"COPY failed (SQLSTATE {state.decode()})")
 
 
 class Database:
@@ -1064,25 +1132,36 @@ class SqlDataSystem:
 
     def export_batches(self, subject: SubjectRef) -> Iterator[RecordBatch]:
         """The records of :meth:`export`, the same values in the same order, ``EXPORT_BATCH`` rows at
-        a time (``compliance.systems.base.BatchExport``): what the export task writes. PostgreSQL
-        streams each table with ``COPY (SELECT ...) TO STDOUT`` when every column's type allows it
-        (the named cursor otherwise); SQLite steps the statement ``EXPORT_BATCH`` rows at a time."""
+        a time (``compliance.systems.base.BatchExport``): :meth:`export_copy` with COPY's text made
+        into values."""
+        for batch in self.export_copy(subject):
+            yield batch.record_batch() if isinstance(batch, CopyBatch) else batch
+
+    def export_copy(self, subject: SubjectRef) -> Iterator[CopyBatch | RecordBatch]:
+        """What the export task writes (``compliance.exports.records_of``): the rows of
+        :meth:`export_batches`, but on PostgreSQL as COPY's text, unparsed (:class:`CopyBatch`), for
+        each table whose every column's type it can read: ``COPY (SELECT ...) TO STDOUT``, inside
+        the same read-only snapshot. Other tables go through the named cursor, and SQLite steps the
+        statement ``EXPORT_BATCH`` rows at a time (:class:`RecordBatch`)."""
         size = max(self.fetch_size, EXPORT_BATCH)
         with self.connect() as db, db.transaction(read_only=True):
             for table in self.dataset.tables:
                 columns = table.export_columns
                 where, params = self._match(table, subject, kept_too=True)
                 order = self._order(table)
-                batches = _copy_batches(db, table.name, columns, where, order, params, size=size)
-                if batches is None:
-                    statement = (
-                        f"SELECT {db.select_list(table.name, columns)} FROM {quote(table.name)} "  # noqa: S608
-                        f"WHERE {where} ORDER BY {order}"
-                    )
-                    batches = (list(chain.from_iterable(rows)) for rows in db.stream(statement, params, size=size))
                 source, category = self.source(table), table.category.value
-                for values in batches:
-                    yield RecordBatch(category, source, columns, values)
+                copied = _copy_batches(
+                    db, table.name, columns, where, order, params, size=size, category=category, source=source
+                )
+                if copied is not None:
+                    yield from copied
+                    continue
+                statement = (
+                    f"SELECT {db.select_list(table.name, columns)} FROM {quote(table.name)} "  # noqa: S608
+                    f"WHERE {where} ORDER BY {order}"
+                )
+                for rows in db.stream(statement, params, size=size):
+                    yield RecordBatch(category, source, columns, list(chain.from_iterable(rows)))
 
     # -- Erasure (G-17, C-14, C-17) ----------------------------------------------------------------
 

@@ -3,9 +3,10 @@
 Requirement: issue #4 "Export": a ZIP with one JSON and one CSV file per category, streamed so memory
 stays flat, encrypted under the subject's key; and its performance target (docs/benchmarks.md,
 "Data-subject requests"). The fast path (``SqlDataSystem.export_batches``: COPY on PostgreSQL; parts
-with one line per batch of records; JSON and CSV made a batch at a time) must not change a byte of
-what the subject gets: these tests compare it with the records one at a time and with the files as
-they were written before (one ``csv.writer`` row and one JSON object per record).
+with one line per batch of records, or COPY's text kept unparsed from ``export_copy``; JSON and CSV
+made a batch at a time) must not change a byte of what the subject gets: these tests compare it with
+the records one at a time and with the files as they were written before (one ``csv.writer`` row
+and one JSON object per record).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import pytest
 
 from compliance import exports
-from compliance.systems import streaming_demo
+from compliance.systems import sql, streaming_demo
 from compliance.systems.base import Description, Record, RecordBatch, SubjectRef
 from compliance.systems.sql import SqlDataSystem, open_database, parse_dataset
 from identity.crypto import keystore
@@ -68,7 +69,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return path
     url: str = request.getfixturevalue("postgres_database")
     with open_database(url) as db:
-        db.execute("DROP TABLE IF EXISTS odd_values, odd_json")
+        db.execute("DROP TABLE IF EXISTS odd_values, odd_json, mixed_rows")
         db.execute("DROP TABLE IF EXISTS listening_events, playlists, followed_artists, devices, invoices")
     return url
 
@@ -336,3 +337,113 @@ def test_a_batch_of_a_killed_export_leaves_no_part(tmp_path: Path) -> None:
         assembled(request_id, key_id)["usage.csv"]
         == b"source,record,field,value\r\nodd.things,1,a,1\r\nodd.things,1,b,x\r\n"
     )
+
+
+# --- Parts holding COPY's text (PostgreSQL): the same files ---------------------------------------------
+
+MIXED_DATASET = {
+    **ODD_DATASET,
+    "system": "mixed",
+    "tables": [
+        {
+            "name": "mixed_rows",
+            "identity": {"column": "user_id", "matches": "user_id", "category": "account"},
+            "category": "usage",
+            "personal_fields": {"label": "usage", "at": "usage", "n": "usage"},
+            "other_fields": ["id"],
+            "erasure": {"action": "delete_row"},
+            "order_by": ["id"],
+        },
+        {  # jsonb: through the named cursor, into the same part as the COPY text
+            "name": "odd_json",
+            "identity": {"column": "user_id", "matches": "user_id", "category": "account"},
+            "category": "usage",
+            "personal_fields": {"doc": "usage", "label": "usage"},
+            "other_fields": ["id"],
+            "erasure": {"action": "delete_row"},
+        },
+    ],
+}
+# One kind of text per batch of 50 rows, so that each of the checks over a whole batch is taken and
+# missed: plain ASCII, other scripts, commas, quotes, NULLs, COPY escapes, U+FFFF and control characters.
+MIXED_GROUPS = [
+    lambda i: f"title {i}",
+    lambda i: f"ünïcødé ☃ 𝄞 {i}",
+    lambda i: f"comma, {i}",
+    lambda i: f'say "{i}"',
+    lambda i: None if i % 2 else f"maybe {i}",
+    lambda i: TEXTS[i % len(TEXTS)],
+    lambda i: f"\uffff{i}\x01",
+    lambda i: f"tab\t{i}" if i % 3 else f"plain {i}",
+]
+
+
+def fill_mixed(url: str) -> None:
+    fill(url, 30)  # odd_json (and odd_values, not exported here)
+    postgres = url.startswith("postgres")
+    with open_database(url) as db, db.transaction():
+        db.execute(
+            "CREATE TABLE mixed_rows (id BIGINT PRIMARY KEY, user_id TEXT, label TEXT, at TIMESTAMPTZ, n INTEGER)"
+            if postgres
+            else "CREATE TABLE mixed_rows (id INTEGER PRIMARY KEY, user_id TEXT, label TEXT, at TEXT, n INTEGER)"
+        )
+        rows = []
+        for i in range(50 * len(MIXED_GROUPS)):
+            group = i // 50
+            at = TIMES[i % len(TIMES)] if group == 7 else f"2025-03-{1 + i % 28:02d} 12:00:{i % 60:02d}+00"
+            n = None if group == 4 and i % 3 == 0 else i * 7 - 100
+            rows.append((i + 1, ODD_ID, MIXED_GROUPS[group](i), None if group == 4 and i % 5 == 0 else at, n))
+        db.executemany("INSERT INTO mixed_rows VALUES (?, ?, ?, ?, ?)", rows)
+
+
+@pytest.mark.django_db
+def test_parts_of_copy_text_give_the_zip_one_record_at_a_time_gave(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the export task writes (COPY's text on PostgreSQL, kept unparsed in the parts; batches
+    on SQLite), in a part beside lines of another table, assembles into the files of the records one
+    at a time, byte for byte."""
+    monkeypatch.setattr(sql, "EXPORT_BATCH", 50)
+    fill_mixed(database_url)
+    system = SqlDataSystem(parse_dataset(MIXED_DATASET), database_url=database_url, fetch_size=1)
+    subject = odd_subject()
+    key_id = keystore.create_key()
+    records = list(system.export(subject))
+    copied = list(exports.records_of(system, subject))
+
+    request_id = uuid.uuid4()
+    counts = exports.write_parts(request_id, system.name, key_id, iter(copied))
+
+    assert counts == {"usage": 400 + 3}
+    kinds = {type(item).__name__ for item in copied}
+    assert kinds == ({"CopyBatch", "RecordBatch"} if database_url.startswith("postgres") else {"RecordBatch"})
+    assert [item.count for item in copied] == [50] * 8 + [3]
+    members = assembled(request_id, key_id)
+    assert {n: members[n] for n in ("usage.json", "usage.csv")} == reference_members(records)
+
+
+@pytest.mark.django_db
+def test_a_failed_zip_leaves_the_parts_for_the_next_try(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error while a member is compressed (in the worker thread) is raised, not lost, and the parts
+    stay, so that the task can assemble again."""
+    key_id = keystore.create_key()
+    request_id = uuid.uuid4()
+    exports.write_parts(request_id, "odd", key_id, iter(odd_records()))
+    real = zipfile._get_compressor  # type: ignore[attr-defined]
+
+    class DiskFull:
+        def compress(self, data: bytes) -> bytes:
+            raise OSError("no space left on device")
+
+        def flush(self) -> bytes:
+            return b""
+
+    monkeypatch.setattr(zipfile, "_get_compressor", lambda *args: DiskFull())
+    with pytest.raises(OSError, match="no space left"):
+        exports.assemble(request_id, key_id, [])
+    assert len(list((Path(exports.export_root()) / str(request_id) / "parts").glob("*.jsonl.enc"))) == 2
+
+    monkeypatch.setattr(zipfile, "_get_compressor", real)
+    expected = reference_members(odd_records())
+    members = assembled(request_id, key_id)
+    assert {n: members[n] for n in expected} == expected
