@@ -12,8 +12,9 @@ What is measured, and what the figures mean: docs/benchmarks.md, "Data-subject r
    listening_events WHERE user_id = %s ORDER BY played_at, id) TO STDOUT``, every byte read, set
    against ``SqlDataSystem.export`` fully consumed and written through ``compliance.exports.write_parts``
    (the real export path: streamed, encrypted under the subject's key), in a subprocess whose peak
-   RSS (``ru_maxrss``) is the export's memory. The export without writing is shown for context.
-   Targets: at most 2x the COPY time, peak RSS under 200 MB. On SQLite there is no COPY: the export
+   RSS (``ru_maxrss``) is the export's memory, then assembled into the subject's ZIP. The export
+   without writing is shown for context. Targets: the whole export (parts and ZIP) at most 2x the
+   COPY time, peak RSS under 200 MB. On SQLite there is no COPY: the export
    is timed alone.
 2. Erasure against DELETE. ``SqlDataSystem.erase`` (every table of the dataset, one transaction
    each, then the kept-rows count) against a raw ``DELETE FROM listening_events WHERE user_id = %s``
@@ -556,7 +557,9 @@ def targets(result: dict[str, Any], postgres: bool) -> dict[str, Any]:
         "admin_constant_queries": {"ok": admin["constant"]},
     }
     if postgres:
-        ratio = export["ratio_write"]
+        # The whole export (parts and ZIP) is judged: it is what the subject waits for, and the parts
+        # alone hold COPY's text unparsed since the formatting moved to the ZIP step.
+        ratio = export["ratio_whole"]
         found["export_vs_copy"] = {"value": ratio, "target": EXPORT_TARGET, "ok": ratio <= EXPORT_TARGET}
     return found
 
@@ -595,10 +598,10 @@ def print_report(result: dict[str, Any]) -> None:
         f"   then assemble (the ZIP)       {e['assemble_seconds']:8.2f} s; {e['zip_bytes'] / 2**20:.0f} MiB encrypted "
         f"ZIP; peak RSS of parts + ZIP {e['whole_peak_rss_mb']:.0f} MB"
     )
-    print(f"   whole export (parts + ZIP)    {whole:8.2f} s{ratio}  (no target; shown so that nothing is left out)")
+    print(f"   whole export (parts + ZIP)    {whole:8.2f} s{ratio}  (the figure judged: what a subject waits for)")
     if "export_vs_copy" in tgt:
         t = tgt["export_vs_copy"]
-        print(f"   target export <= {t['target']}x COPY: {t['value']:.2f}x  {_verdict(t['ok'])}")
+        print(f"   target whole export <= {t['target']}x COPY: {t['value']:.2f}x  {_verdict(t['ok'])}")
     t = tgt["export_memory"]
     print(f"   target peak RSS < {t['target_mb']:.0f} MB (parts and ZIP): {t['value_mb']:.0f} MB  {_verdict(t['ok'])}")
 
