@@ -67,7 +67,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import InMemoryUploadedFile
 from django.core.files.uploadhandler import FileUploadHandler
 from django.core.mail import send_mail
-from django.db import router, transaction
+from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
@@ -85,7 +85,6 @@ from compliance.models import (
 )
 from identity.crypto import keystore
 from identity.crypto.blind import blind_index, email_index, normalise_email
-from identity.models import SubjectKey
 
 K = PrivacyRequest.Kind
 L = VerificationLevel
@@ -314,19 +313,11 @@ def _key_for(user: Any) -> tuple[uuid.UUID, bool]:
 
 
 def _destroy_own_key(intake: RequestIntake) -> None:
-    """Destroy the intake's own key (an unknown address). For an account's key, which must live on,
-    the same statements run and change nothing (a savepoint and an UPDATE whose condition no key row
-    meets: a live key has its wrapped key, a shredded one its time), so closing an intake, which the
-    fifth wrong code does for anyone who has its id, costs the same whether or not an account holds
-    the address (as Django's ModelBackend hashes a password for an unknown user)."""
-    if intake.own_key:
-        keystore.shred(intake.data_key_id)
-        return
-    alias = router.db_for_write(SubjectKey)
-    with transaction.atomic(using=alias):
-        SubjectKey.objects.using(alias).filter(
-            pk=intake.data_key_id, wrapped_key__isnull=True, shredded_at__isnull=True
-        ).update(kek_id="", shredded_at=timezone.now())
+    """Destroy the intake's own key (an unknown address); for an account's key, which must live on,
+    the same statements run and change nothing (``keystore.shred_in_time``), so closing an intake,
+    which the fifth wrong code does for anyone who has its id, costs the same whether or not an
+    account holds the address."""
+    keystore.shred_in_time(intake.data_key_id, destroy=intake.own_key)
 
 
 def _code_digest(intake_id: Any, code: str) -> str:

@@ -288,6 +288,22 @@ def shred(key_id: uuid.UUID) -> bool:
     return updated == 1
 
 
+def shred_in_time(key_id: uuid.UUID, *, destroy: bool) -> bool:
+    """:func:`shred` when ``destroy``; otherwise the same statements, changing nothing (an UPDATE no
+    key row meets: a live key has its wrapped key, a shredded one its time). For a caller whose
+    timing must not show whether there was a key of its own to destroy (a request without an
+    account, ``compliance.dsr.intake``), as Django's ModelBackend hashes a password for an unknown
+    user."""
+    if destroy:
+        return shred(key_id)
+    alias = _db_alias()
+    with transaction.atomic(using=alias):
+        SubjectKey.objects.using(alias).filter(pk=key_id, wrapped_key__isnull=True, shredded_at__isnull=True).update(
+            kek_id="", shredded_at=timezone.now()
+        )
+    return False
+
+
 def is_shredded(key_id: uuid.UUID) -> bool:
     return SubjectKey.objects.using(_db_alias()).filter(pk=key_id, shredded_at__isnull=False).exists()
 

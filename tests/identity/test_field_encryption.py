@@ -245,3 +245,23 @@ def test_key_made_in_a_rolled_back_savepoint_is_made_again() -> None:
         vault = Vault.objects.create(text="kept", data_key_id=key_id)
     keystore.clear_cache()
     assert Vault.objects.get(pk=vault.pk).text == "kept"
+
+
+def test_shred_in_time_destroys_only_when_asked_and_runs_the_same_statements() -> None:
+    """``keystore.shred_in_time``: the intake of a request without an account destroys its own key
+    and, for an account's key, runs the same statements without changing it (issue #4, no
+    enumeration through timing)."""
+    from django.test.utils import CaptureQueriesContext
+
+    live, own = keystore.create_key(), keystore.create_key()
+    keystore.shred(gone := keystore.create_key())
+    counts = []
+    for key_id, destroy in ((live, False), (gone, False), (own, True)):
+        with CaptureQueriesContext(connection) as queries:
+            keystore.shred_in_time(key_id, destroy=destroy)
+        counts.append(len(queries.captured_queries))
+    assert len(set(counts)) == 1
+    rows = {row.pk: row for row in SubjectKey.objects.filter(pk__in=[live, own, gone])}
+    assert rows[live].wrapped_key is not None and rows[live].shredded_at is None
+    assert rows[own].wrapped_key is None and rows[own].shredded_at is not None
+    assert rows[gone].kek_id == "" and rows[gone].shredded_at is not None
