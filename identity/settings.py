@@ -145,6 +145,10 @@ if KEYSTORE_DATABASE_URL:
         KEYSTORE_DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)
     )
     DATABASE_ROUTERS = ["identity.routers.KeystoreRouter"]
+    if DATABASES["keystore"]["ENGINE"] != "django.db.backends.sqlite3" and env_bool(
+        "DATABASE_PREPARED_STATEMENTS", True
+    ):
+        DATABASES["keystore"].setdefault("OPTIONS", {})["prepare_threshold"] = 0  # its key lookup too
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and tasks ---------------------------------------------------------------------------
