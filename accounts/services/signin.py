@@ -127,8 +127,8 @@ def remember_device(
         return None
     now = timezone.now()
     if known_id is not None:
-        device, _ = _seen_device(user, idx, known_id, now)
-        if statements.update(KnownDevice, where={"id": known_id, "user": user.pk}, values={"last_seen_at": now}):
+        device, seen = _seen_device(user, idx, known_id, now)
+        if statements.run(seen, using=router.db_for_write(KnownDevice)):
             return device
     device, created = KnownDevice.objects.get_or_create(
         user=user,
@@ -327,7 +327,7 @@ def reset_failures(request: HttpRequest, user: User) -> None:
         # With expiration rows hanging off each attempt, the ORM's delete (and its cascade).
         AccessAttempt.objects.filter(**_failures_pair(request, user)).delete()
         return
-    statements.together(reset, using=router.db_for_write(AccessAttempt))
+    statements.run(reset, using=router.db_for_write(AccessAttempt))
 
 
 def failures_reset_part(request: HttpRequest, user: User) -> tuple[str, list[Any]] | None:

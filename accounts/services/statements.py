@@ -46,10 +46,13 @@ def insert(obj: Model) -> None:
 def update(model: type[Model], *, where: dict[str, Any], values: dict[str, Any]) -> int:
     """``model.objects.filter(**where).update(**values)`` for plain equality on concrete fields
     (values already in their stored form: an encrypted field takes sealed bytes); the row count."""
-    alias = router.db_for_write(model)
-    sql, params = update_part(model, where=where, values=values)
-    with fixed_cursor(alias) as cursor:
-        cursor.execute(sql, params)
+    return run(update_part(model, where=where, values=values), using=router.db_for_write(model))
+
+
+def run(part: tuple[str, list[Any]], *, using: str) -> int:
+    """One statement made by a ``*_part`` function, alone; the row count."""
+    with fixed_cursor(using) as cursor:
+        cursor.execute(*part)
         return int(cursor.rowcount)
 
 
@@ -153,11 +156,7 @@ def _read_back_key(obj: Model, cursor: Any, connection: Any) -> None:
 
 def delete(model: type[Model], *, where: dict[str, Any]) -> int:
     """``model.objects.filter(**where)._raw_delete()`` for plain equality: no signals, no cascade."""
-    alias = router.db_for_write(model)
-    sql, params = delete_part(model, where=where)
-    with fixed_cursor(alias) as cursor:
-        cursor.execute(sql, params)
-        return int(cursor.rowcount)
+    return run(delete_part(model, where=where), using=router.db_for_write(model))
 
 
 def delete_part(model: type[Model], *, where: dict[str, Any]) -> tuple[str, list[Any]]:
@@ -190,6 +189,7 @@ __all__ = [
     "insert",
     "insert_part",
     "insert_returning_part",
+    "run",
     "together",
     "update",
     "update_part",
