@@ -371,15 +371,7 @@ class Lookups:
         else:
             connection = connections[self.alias]
             row = self._fetch(self.signin_probe_sql, [*failures_params(connection, probe.idx, probe.since), index])
-        if row is None:
-            return None
-        n = len(self.signin_converters)
-        user = User.from_db(self.alias, self.signin_attnames, self._convert(row[:n], self.signin_converters))
-        if probe is not None:
-            keep_probed(user, probe, failures_from_row(*row[n:]))
-        # Values whose key was not unwrapped yet: all keys in one query, as the ORM's iterator does.
-        open_sealed([user], self.signin_encrypted)
-        return user
+        return None if row is None else self._signin_user(row, probe)
 
     def scalar_and_user(
         self, scalar: tuple[str, list[Any]], index: str, probe: FailureProbe
@@ -392,13 +384,19 @@ class Lookups:
         connection = connections[self.alias]
         row = self._fetch(text, [*scalar[1], *failures_params(connection, probe.idx, probe.since), index])
         assert row is not None  # the LEFT JOIN of one row
-        n = len(self.signin_converters) + 1
         if row[1 + self.signin_pk_position] is None:  # no account holds the index
             return row[0], None
-        user = User.from_db(self.alias, self.signin_attnames, self._convert(row[1:n], self.signin_converters))
-        keep_probed(user, probe, failures_from_row(*row[n:]))
+        return row[0], self._signin_user(row[1:], probe)
+
+    def _signin_user(self, row: Sequence[Any], probe: FailureProbe | None) -> User:
+        """The user of a sign-in lookup's row (its columns, then the probe's three when asked)."""
+        n = len(self.signin_converters)
+        user = User.from_db(self.alias, self.signin_attnames, self._convert(row[:n], self.signin_converters))
+        if probe is not None:
+            keep_probed(user, probe, failures_from_row(*row[n:]))
+        # Values whose key was not unwrapped yet: all keys in one query, as the ORM's iterator does.
         open_sealed([user], self.signin_encrypted)
-        return row[0], user
+        return user
 
 
 # The sign-in's user, read by django-axes' lockout check in its statement (accounts.axes_handler):
