@@ -133,10 +133,6 @@ else:
     sslmode = env_str("DATABASE_SSLMODE")
     if sslmode:
         DATABASES["default"].setdefault("OPTIONS", {})["sslmode"] = sslmode
-    # The hot paths' fixed statements are prepared once per connection (identity/db.py); the ORM's
-    # client-binding cursors never are. Off behind a pooler that cannot keep prepared statements.
-    if env_bool("DATABASE_PREPARED_STATEMENTS", True):
-        DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = 0
 # The wrapped data keys in a database of their own, backed up apart from the data (README, "Key
 # management"): then no backup of the main database can bring an erased subject's key back.
 KEYSTORE_DATABASE_URL = env_str("KEYSTORE_DATABASE_URL")
@@ -145,10 +141,13 @@ if KEYSTORE_DATABASE_URL:
         KEYSTORE_DATABASE_URL, conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 60)
     )
     DATABASE_ROUTERS = ["identity.routers.KeystoreRouter"]
-    if DATABASES["keystore"]["ENGINE"] != "django.db.backends.sqlite3" and env_bool(
-        "DATABASE_PREPARED_STATEMENTS", True
-    ):
-        DATABASES["keystore"].setdefault("OPTIONS", {})["prepare_threshold"] = 0  # its key lookup too
+# The hot paths' fixed statements (and the key store's key lookup) are prepared once per
+# connection on PostgreSQL (identity/db.py); the ORM's client-binding cursors never are. Off behind a
+# pooler that cannot keep prepared statements.
+if env_bool("DATABASE_PREPARED_STATEMENTS", True):
+    for _database in DATABASES.values():
+        if _database["ENGINE"] != "django.db.backends.sqlite3":
+            _database.setdefault("OPTIONS", {})["prepare_threshold"] = 0
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and tasks ---------------------------------------------------------------------------
