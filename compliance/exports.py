@@ -284,17 +284,25 @@ class _Batch:
     def json_column(self, i: int) -> tuple[list[str], bool]:
         """The JSON texts of column ``i``'s values, and whether each is a string still to be put in
         quotes (so that the quotes go into the pieces around it, not into a new string per value)."""
-        values, joined = self.values[i], self.joined[i]
-        if joined is not None and not _ESCAPED_IN_JSON.search(joined):
-            return values, True
-        return _json_values(values), False
+        return _json_texts(self.values[i], self.joined[i])
 
     def csv_column(self, i: int) -> list[str]:
         """Column ``i``'s values as csv.writer (excel dialect) writes them."""
-        values, joined = self.values[i], self.joined[i]
-        if joined is not None:
-            return [_csv_quoted(v) for v in values] if _QUOTED_IN_CSV.search(joined) else values
-        return _csv_values(values)
+        return _csv_texts(self.values[i], self.joined[i])
+
+
+def _json_texts(column: list[Any], joined: str | None) -> tuple[list[str], bool]:
+    """:meth:`_Batch.json_column` of a column whose strings, when all are strings, are ``joined``."""
+    if joined is not None and not _ESCAPED_IN_JSON.search(joined):
+        return column, True
+    return _json_values(column), False
+
+
+def _csv_texts(column: list[Any], joined: str | None) -> list[str]:
+    """:meth:`_Batch.csv_column` of a column whose strings, when all are strings, are ``joined``."""
+    if joined is not None:
+        return [_csv_quoted(v) for v in column] if _QUOTED_IN_CSV.search(joined) else column
+    return _csv_values(column)
 
 
 class _CopyBatch(_Batch):
@@ -336,10 +344,7 @@ class _CopyBatch(_Batch):
             return (["null" if v == "\\N" else v for v in column] if "\\N" in column else column), False
         if self.json_plain and kind in _TEXT_KINDS:
             return column, True
-        joined = self._joined(kind, column)
-        if joined is not None and not _ESCAPED_IN_JSON.search(joined):
-            return column, True
-        return _json_values(column), False
+        return _json_texts(column, self._joined(kind, column))
 
     def csv_column(self, i: int) -> list[str]:
         kind, column = self.kinds[i], self._column(i)
@@ -347,10 +352,7 @@ class _CopyBatch(_Batch):
             return ["" if v == "\\N" else v for v in column] if "\\N" in column else column
         if self.csv_plain and kind in _TEXT_KINDS:
             return column
-        joined = self._joined(kind, column)
-        if joined is not None:
-            return [_csv_quoted(v) for v in column] if _QUOTED_IN_CSV.search(joined) else column
-        return _csv_values(column)
+        return _csv_texts(column, self._joined(kind, column))
 
 
 _TEXT_KINDS = frozenset({"text", "timestamp", "timestamptz"})  # COPY kinds whose values are str (or None)
