@@ -581,14 +581,7 @@ def _public_address_confirmed(intake: RequestIntake, *, ip: str | None) -> None:
     for a known and an unknown address, so it runs in a task (``match_public_request``), as an agent's
     next step does. The intake waits, its code spent, in ``awaiting_code``."""
     audit.record("compliance.intake.code_confirmed", actor=None, data={"intake": str(intake.pk)}, ip=ip)
-    intake_id = str(intake.pk)
-
-    def enqueue() -> None:
-        from compliance.tasks import match_public_request as task
-
-        task.delay(intake_id)
-
-    transaction.on_commit(enqueue)
+    _after_commit("match_public_request", intake)
 
 
 @transaction.atomic
@@ -749,12 +742,17 @@ def _agent_address_confirmed(intake: RequestIntake, *, ip: str | None, now: date
     intake.save(update_fields=["status"])
     audit.record("compliance.agent.address_confirmed", actor=None, data={"intake": str(intake.pk)}, ip=ip)
     _mail(str(intake.email), "agent_received", {"kind": PrivacyRequest.Kind(intake.kind).label})
+    _after_commit("continue_agent_request", intake)
+
+
+def _after_commit(task_name: str, intake: RequestIntake) -> None:
+    """Enqueue ``compliance.tasks.<task_name>`` for the intake once this transaction commits."""
     intake_id = str(intake.pk)
 
     def enqueue() -> None:
-        from compliance.tasks import continue_agent_request as task
+        from compliance import tasks
 
-        task.delay(intake_id)
+        getattr(tasks, task_name).delay(intake_id)
 
     transaction.on_commit(enqueue)
 
