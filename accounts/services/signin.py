@@ -274,7 +274,7 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
         statements.insert(event)
         session = start_web_session(request, user=user, device=device, context=context)  # signals user_logged_in
         save_signin_summary(user, summary)
-        _after_success(None, user, history.prior_successes, assessment, event)
+        _after_success(user, history.prior_successes, assessment, event)
         return SignInResult("session", session=session, assessment=assessment, user=user)
     # One round trip on PostgreSQL for the rest: the session and its tokens, the user row (last_login
     # and the summary), the reset of axes' failures and the event (accounts.services.statements).
@@ -290,7 +290,7 @@ def sign_in(*, request: HttpRequest, email: str, password: str, client: Client, 
     )
     if reset is None:
         reset_failures(request, user)
-    _after_success(None, user, history.prior_successes, assessment, event)
+    _after_success(user, history.prior_successes, assessment, event)
     return SignInResult("tokens", tokens=tokens, assessment=assessment, user=user)
 
 
@@ -306,12 +306,10 @@ def save_signin_summary(user: User, summary: SignInSummary) -> None:
     User.objects.filter(pk=user.pk).update(signin_summary=user.seal_signin_summary(summary.to_stored()))
 
 
-def _after_success(
-    request: HttpRequest | None, user: User, prior_successes: int, assessment: Assessment, event: SecurityEvent
-) -> None:
-    if request is not None:
-        # A web sign-in went through django.contrib.auth.login (axes reset the pair then).
-        reset_failures(request, user)
+def _after_success(user: User, prior_successes: int, assessment: Assessment, event: SecurityEvent) -> None:
+    """A successful sign-in's notice: a new device or country, for an account that signed in before.
+    (axes' failures are reset by then: with the session's statement for the API, by
+    django.contrib.auth.login for the web.)"""
     if prior_successes and ({"new_device", "new_country"} & set(assessment.reasons)):
         notify(user, "new_signin", event=event)
 

@@ -425,7 +425,7 @@ TIMED_STAGES = [
     ("  _seen_device (a known device: its UPDATE goes with the session)", "accounts.services.signin", "_seen_device"),
     ("  build_event (the event, written by start_api_session)", "accounts.services.signin", "build_event"),
     ("  start_api_session (session, tokens, user, event, axes reset)", "accounts.services.signin", "start_api_session"),
-    ("  _after_success (user_logged_in)", "accounts.services.signin", "_after_success"),
+    ("  _after_success (new-sign-in notice)", "accounts.services.signin", "_after_success"),
     ("SessionMiddleware.process_response", "django.contrib.sessions.middleware:SessionMiddleware", "process_response"),
 ]
 
@@ -522,7 +522,7 @@ SIGNIN_STAGES = [
     ("remember_device", "accounts/services/signin.py", "remember_device"),
     ("build_event (security event)", "accounts/services/events.py", "build_event"),
     ("start_api_session (one WITH: session, tokens, event)", "accounts/services/sessions.py", "start_api_session"),
-    ("_after_success (user_logged_in receivers)", "accounts/services/signin.py", "_after_success"),
+    ("_after_success (new-sign-in notice)", "accounts/services/signin.py", "_after_success"),
     ("  axes: user_logged_in (clean-up, reset)", "axes/handlers/database.py", "user_logged_in"),
     ("  django: update_last_login", "django/contrib/auth/models.py", "update_last_login"),
     ("    auditlog: log_update (pre_save)", "auditlog/receivers.py", "log_update"),
