@@ -6,24 +6,26 @@ The CSV has one row per record, as a spreadsheet expects: a ``source`` column, t
 source of the category has, in the order first met (a field a source lacks is left empty). Parts and
 the ZIP are written through ``EncryptedWriter``: AES-256-GCM chunks of 64 KiB under the subject's key,
 so a copy on disk or in a backup is unreadable once the subject's key is destroyed. Memory stays
-flat: records are streamed from the systems to the parts, and from the parts into the ZIP, in one
-pass: the JSON member is written while the CSV rows go to an encrypted spool file, which then
-becomes the CSV member. The members are compressed with zlib-ng (the same DEFLATE format as zlib,
-two to three times faster).
+flat: records are streamed from the systems to the parts, and from the parts into the ZIP.
 
-A part (one per system and category, JSON lines) holds a header line per source and its columns,
-``{"source": ..., "columns": [...]}``, then the values of up to ``EXPORT_BATCH`` records on one line,
-row after row: ``[v1, v2, ...]`` (a count, ``n``, for records without values). One encoder call per
-line, not per record; the JSON and CSV files of the ZIP are made from these lines a batch at a time
-too (``_json_text``, ``_csv_rows``), with exactly the text a record at a time gave. From a COPY
-(``SqlDataSystem.export_copy``) the header also names each column's kind, ``"copy": [...]``, and a
-batch is COPY's text as the server sent it, unparsed: a tab, then every value followed by a tab
-(``_CopyBatch`` reads it). Parts written by earlier versions, one ``{"source": ..., "values": {...}}``
-line per record, are still read.
+The text of the files is made when the parts are written (``_Part``), a batch of up to
+``EXPORT_BATCH`` records at a time, while the database sends the next rows: a part is a pair of
+files, ``.json.enc`` (the category's JSON objects) and ``.csv.enc`` (its CSV rows, batch by batch,
+each batch after a line naming its source, columns, count and length). The ZIP is then little more
+than a copy, compressed with zlib-ng (the same DEFLATE format as zlib, two to three times faster).
+From a COPY (``SqlDataSystem.export_copy``) a batch is COPY's text as the server sent it, unparsed
+until then: a tab, then every value followed by a tab (``_CopyBatch`` reads it). Each column's text
+is made with a few calls over the whole column (``_json_text``, ``_csv_rows``), with exactly the
+text writing one record at a time gives.
+
+Parts written by earlier versions (``.jsonl.enc``: a header line per source and its columns, then the
+values of up to ``EXPORT_BATCH`` records on a line, or COPY's text, or one ``{"source": ...,
+"values": {...}}`` line per record) are still assembled, their text made then.
 """
 
 from __future__ import annotations
 
+import csv
 import html
 import io
 import json
@@ -50,7 +52,7 @@ CHUNK = 64 * 1024
 _LEN = struct.Struct(">I")
 EXPORT_BATCH = 10_000  # records per line of a part (Record streams are gathered up to this)
 ZIP_LEVEL = 1  # zlib-ng level of the ZIP's members: docs/benchmarks.md, "Data-subject requests"
-SPOOL_WRITE = 1024 * 1024  # bytes of the CSV spool handed to the compressing thread at a time
+MEMBER_WRITE = 1024 * 1024  # bytes handed to the compressing thread at a time
 
 
 class EncryptedWriter(io.RawIOBase):
@@ -134,11 +136,13 @@ def export_root() -> Path:
     return root
 
 
-def part_path(request_id: uuid.UUID, system: str, category: str) -> Path:
+def part_path(request_id: uuid.UUID, system: str, category: str, suffix: str = ".json.enc") -> Path:
+    """A part's file: ``.json.enc`` (the records' JSON) and ``.csv.enc`` (their CSV rows) as this
+    version writes them; ``.jsonl.enc``, one file of values, as earlier versions did."""
     folder = export_root() / str(request_id) / "parts"
     folder.mkdir(parents=True, exist_ok=True)
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{system}__{category}")
-    return folder / f"{safe}.jsonl.enc"
+    return folder / f"{safe}{suffix}"
 
 
 def part_context(request_id: uuid.UUID, system: str, category: str) -> str:
@@ -176,25 +180,32 @@ def _column_json(column: list[Any]) -> str:
 
 
 class _Part:
-    """A part being written: a header line when the source or the columns change, then up to
-    EXPORT_BATCH records per line, column by column."""
+    """A category's part being written, already in the form of the ZIP's files: the records' JSON
+    (``.json.enc``: the objects of the JSON file, separated by ",\n") and their CSV rows
+    (``.csv.enc``: per batch a line ``{"source", "columns", "count", "bytes"}``, then that many bytes
+    of rows with the source's own columns). The text is made here, while the database is still
+    sending the next rows, so that the ZIP is little more than a copy.
 
-    def __init__(self, writer: EncryptedWriter, final: Path) -> None:
-        self.writer = writer
-        self.final = final
-        self.head: tuple[str, tuple[str, ...], tuple[str, ...] | None] | None = None  # source, columns, kinds
+    Records that come one at a time are gathered into batches of up to EXPORT_BATCH, each made from
+    the line of JSON values earlier versions stored (so that every value is shown exactly as it was)."""
+
+    def __init__(self, json_file: EncryptedWriter, csv_file: EncryptedWriter, finals: tuple[Path, Path]) -> None:
+        self.json_file = json_file
+        self.csv_file = csv_file
+        self.finals = finals
+        self.head: tuple[str, tuple[str, ...]] | None = None  # source and columns of the gathered values
         self.values: list[Any] = []
         self.pending = 0
         self.count = 0
+        self.separator = ""
 
     def add(self, source: str, columns: tuple[str, ...], values: list[Any], count: int) -> None:
-        if self.head != (source, columns, None):
+        if self.head != (source, columns):
             self.flush()
-            self.head = (source, columns, None)
-            self._line(_ENCODE({"source": source, "columns": list(columns)}))
+            self.head = (source, columns)
         self.count += count
         if not self.pending and count >= EXPORT_BATCH:
-            self._records(columns, values, count)  # a whole batch, as it came
+            self._records(source, columns, values, count)  # a whole batch, as it came
             return
         self.values.extend(values)
         self.pending += count
@@ -202,32 +213,31 @@ class _Part:
             self.flush()
 
     def add_copy(self, batch: CopyBatch) -> None:
-        """COPY's text as it came: a tab, then every value followed by a tab (``CopyBatch.text``)."""
-        head = (batch.source, batch.columns, batch.kinds)
-        if self.head != head:
-            self.flush()
-            self.head = head
-            self._line(_ENCODE({"source": batch.source, "columns": list(batch.columns), "copy": list(batch.kinds)}))
+        """COPY's text: a tab, then every value followed by a tab (``CopyBatch.text``)."""
+        self.flush()
         self.count += batch.count
-        self.writer.write(b"\t")
-        self.writer.write(batch.text)
-        self.writer.write(b"\n")
+        self._render(_CopyBatch(batch.source, batch.columns, batch.kinds, b"\t" + batch.text))
 
     def flush(self) -> None:
         if self.pending and self.head is not None:
-            self._records(self.head[1], self.values, self.pending)
+            self._records(*self.head, self.values, self.pending)
             self.values, self.pending = [], 0
 
-    def _records(self, columns: tuple[str, ...], values: list[Any], count: int) -> None:
+    def _records(self, source: str, columns: tuple[str, ...], values: list[Any], count: int) -> None:
         width = len(columns)
         if not width:
-            self._line(str(count))
+            self._render(_Batch(source, columns, count, []))
             return
-        self._line("[" + ",".join(_column_json(values[i::width]) for i in range(width)) + "]")
+        line = "[" + ",".join(_column_json(values[i::width]) for i in range(width)) + "]"
+        self._render(_Batch(source, columns, count, json.loads(line)))
 
-    def _line(self, text: str) -> None:
-        self.writer.write(text.encode("utf-8"))
-        self.writer.write(b"\n")
+    def _render(self, batch: _Batch) -> None:
+        self.json_file.write(_json_text(batch, self.separator).encode("utf-8"))
+        self.separator = ",\n"
+        rows = _csv_rows(batch, list(batch.columns)).encode("utf-8")
+        head = {"source": batch.source, "columns": list(batch.columns), "count": batch.count, "bytes": len(rows)}
+        self.csv_file.write(_ENCODE(head).encode("utf-8") + b"\n")
+        self.csv_file.write(rows)
 
 
 def write_parts(
@@ -235,8 +245,9 @@ def write_parts(
 ) -> dict[str, int]:
     """Stream a system's records (or batches of them) into one encrypted part per category; returns counts.
 
-    Parts are written to temporary names and renamed at the end, so a crash leaves no half part
-    behind: the task runs again from the start (idempotent)."""
+    Parts are written to temporary names and renamed at the end (the JSON file last: it marks a
+    whole part), so a crash leaves no half part behind (a failure removes the temporary files): the
+    task runs again from the start (idempotent)."""
     parts: dict[str, _Part] = {}
     try:
         for item in records:
@@ -244,11 +255,7 @@ def write_parts(
                 continue
             part = parts.get(item.category)
             if part is None:
-                final = part_path(request_id, system, item.category)
-                writer = EncryptedWriter(
-                    final.with_suffix(".tmp"), key_id=key_id, context=part_context(request_id, system, item.category)
-                )
-                part = parts[item.category] = _Part(writer, final)
+                part = parts[item.category] = _new_part(request_id, system, key_id, item.category)
             if isinstance(item, CopyBatch):
                 part.add_copy(item)
                 continue
@@ -261,20 +268,55 @@ def write_parts(
             part.add(item.source, tuple(values), list(values.values()), 1)
         for part in parts.values():
             part.flush()
-    finally:
+    except BaseException:
         for part in parts.values():
-            part.writer.close()
+            part.json_file.close()
+            part.csv_file.close()
+            for final in part.finals:
+                final.with_suffix(".tmp").unlink(missing_ok=True)
+        raise
     for part in parts.values():
-        os.replace(part.final.with_suffix(".tmp"), part.final)
+        part.json_file.close()
+        part.csv_file.close()
+    for part in parts.values():
+        json_final, csv_final = part.finals
+        os.replace(csv_final.with_suffix(".tmp"), csv_final)
+        os.replace(json_final.with_suffix(".tmp"), json_final)
     return {category: part.count for category, part in parts.items()}
 
 
-def _parts_by_category(request_id: uuid.UUID) -> dict[str, list[tuple[str, Path]]]:
+def _new_part(request_id: uuid.UUID, system: str, key_id: uuid.UUID, category: str) -> _Part:
+    json_final = part_path(request_id, system, category, ".json.enc")
+    csv_final = part_path(request_id, system, category, ".csv.enc")
+    context = part_context(request_id, system, category)
+    return _Part(
+        EncryptedWriter(json_final.with_suffix(".tmp"), key_id=key_id, context=f"{context}.json"),
+        EncryptedWriter(csv_final.with_suffix(".tmp"), key_id=key_id, context=f"{context}.csv"),
+        (json_final, csv_final),
+    )
+
+
+class _Source:
+    """A system's part of a category, as assemble reads it: rendered (this version) or values (earlier)."""
+
+    def __init__(self, request_id: uuid.UUID, system: str, category: str, path: Path) -> None:
+        self.context = part_context(request_id, system, category)
+        self.rendered = path.name.endswith(".json.enc")
+        self.path = path
+        self.csv_path = path.with_name(path.name[: -len(".json.enc")] + ".csv.enc") if self.rendered else path
+
+    def files(self) -> list[Path]:
+        return [self.path, self.csv_path] if self.rendered else [self.path]
+
+
+def _parts_by_category(request_id: uuid.UUID) -> dict[str, list[_Source]]:
     folder = export_root() / str(request_id) / "parts"
-    found: dict[str, list[tuple[str, Path]]] = {}
-    for path in sorted(folder.glob("*.jsonl.enc")) if folder.exists() else []:
-        system, _, category = path.name[: -len(".jsonl.enc")].partition("__")
-        found.setdefault(category, []).append((system, path))
+    found: dict[str, list[_Source]] = {}
+    paths = [*folder.glob("*.json.enc"), *folder.glob("*.jsonl.enc")] if folder.exists() else []
+    for path in sorted(paths):
+        stem = path.name[: -len(".json.enc")] if path.name.endswith(".json.enc") else path.name[: -len(".jsonl.enc")]
+        system, _, category = stem.partition("__")
+        found.setdefault(category, []).append(_Source(request_id, system, category, path))
     return found
 
 
@@ -588,14 +630,24 @@ def _open_member(archive: zipfile.ZipFile, name: str) -> IO[bytes]:
     return member
 
 
-def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Description]) -> tuple[Path, int]:
+class IncompleteExport(RuntimeError):
+    """The parts do not hold the records the systems reported writing (a part missing or unread)."""
+
+
+def assemble(
+    request_id: uuid.UUID,
+    key_id: uuid.UUID,
+    descriptions: list[Description],
+    expected: dict[str, int] | None = None,
+) -> tuple[Path, int]:
     """Build the subject's ZIP from the parts, encrypted; remove the parts. Returns (path, size).
 
-    Each part is read once: a batch's JSON goes to the JSON member, its CSV rows to a spool file
-    (encrypted like the parts) that becomes the CSV member next. A failure leaves the parts in place
-    for the next try; the spool is removed either way."""
-    folder = export_root() / str(request_id)
-    final = folder / f"export-{uuid.uuid4().hex}.zip.enc"
+    A part's JSON and CSV text is copied into the members as it is, bar CSV rows of a source that
+    lacks some of the category's fields (placed under the category's header, ``_placed``). Parts of
+    earlier versions are made into text here. ``expected``, the records per category the systems
+    reported writing: any other count raises IncompleteExport and keeps no ZIP, never a ZIP with
+    data missing. A failure leaves the parts for the next try."""
+    final = export_root() / str(request_id) / f"export-{uuid.uuid4().hex}.zip.enc"
     writer = EncryptedWriter(final, key_id=key_id, context=f"compliance.export.{request_id}")
     handoff = _Handoff(writer)
     counts: dict[str, int] = {}
@@ -603,7 +655,7 @@ def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Descri
     try:
         with zipfile.ZipFile(handoff, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
             for category, sources in sorted(parts.items()):
-                counts[category] = _add_category(archive, handoff, request_id, key_id, category, sources)
+                counts[category] = _add_category(archive, handoff, category, sources)
             info = art15_information(descriptions)
             info["record_counts"] = counts
             archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))
@@ -611,56 +663,112 @@ def assemble(request_id: uuid.UUID, key_id: uuid.UUID, descriptions: list[Descri
         handoff.drain()
     finally:
         writer.close()
-    for _, sources in parts.items():
-        for _, path in sources:
-            path.unlink(missing_ok=True)
+    if expected is not None and {k: v for k, v in counts.items() if v} != {k: v for k, v in expected.items() if v}:
+        final.unlink(missing_ok=True)
+        missing = sorted(k for k in {*counts, *expected} if counts.get(k, 0) != expected.get(k, 0))
+        raise IncompleteExport(f"the export parts do not hold the records reported for: {', '.join(missing)}")
+    for sources in parts.values():
+        for source in sources:
+            for path in source.files():
+                path.unlink(missing_ok=True)
     return final, final.stat().st_size
 
 
-def _add_category(
-    archive: zipfile.ZipFile,
-    handoff: _Handoff,
-    request_id: uuid.UUID,
-    key_id: uuid.UUID,
-    category: str,
-    sources: list[tuple[str, Path]],
-) -> int:
+def _add_category(archive: zipfile.ZipFile, handoff: _Handoff, category: str, sources: list[_Source]) -> int:
     """Write a category's JSON and CSV members from its parts; returns its number of records."""
     columns: dict[str, None] = {}
-    for system, path in sources:
-        _part_columns(path, part_context(request_id, system, category), columns)
-    header = list(columns)
-    spool_path = export_root() / str(request_id) / f"spool-{uuid.uuid4().hex}.csv.enc"
-    spool_context = f"compliance.export-spool.{request_id}.{spool_path.name}"
     count = 0
-    try:
-        spool = EncryptedWriter(spool_path, key_id=key_id, context=spool_context)
-        try:
-            with _open_member(archive, f"{category}.json") as member, _Behind(member, handoff) as handle:
-                handle.write(b"[\n")
-                separator = ""
-                for system, path in sources:
-                    for batch in _part_batches(path, part_context(request_id, system, category)):
-                        handle.write(_json_text(batch, separator).encode("utf-8"))
-                        separator = ",\n"
-                        spool.write(_csv_rows(batch, header).encode("utf-8"))
-                        count += batch.count
-                handle.write(b"\n]\n")
-        finally:
-            spool.close()
-        with _open_member(archive, f"{category}.csv") as member, _Behind(member, handoff) as handle:
-            pending = [_csv_header(header)]
-            size = 0
-            for chunk in read_encrypted(spool_path, context=spool_context):
-                pending.append(chunk)
-                size += len(chunk)
-                if size >= SPOOL_WRITE:
-                    handle.write(b"".join(pending))
-                    pending, size = [], 0
-            handle.write(b"".join(pending))
-    finally:
-        spool_path.unlink(missing_ok=True)
+    for source in sources:
+        if source.rendered:
+            for head, _ in _sections(source.csv_path, f"{source.context}.csv"):
+                columns.update(dict.fromkeys(head["columns"]))
+                count += head["count"]
+        else:
+            _part_columns(source.path, source.context, columns)
+    header = list(columns)
+    with _open_member(archive, f"{category}.json") as member, _Behind(member, handoff) as handle:
+        handle.write(b"[\n")
+        separator = ""
+        for source in sources:
+            if source.rendered:
+                chunks = read_encrypted(source.path, context=f"{source.context}.json")
+                for chunk in _gathered(chunks, separator.encode("utf-8")):
+                    handle.write(chunk)
+                separator = ",\n"
+                continue
+            for batch in _part_batches(source.path, source.context):
+                handle.write(_json_text(batch, separator).encode("utf-8"))
+                separator = ",\n"
+                count += batch.count
+        handle.write(b"\n]\n")
+    with _open_member(archive, f"{category}.csv") as member, _Behind(member, handoff) as handle:
+        handle.write(_csv_header(header))
+        for source in sources:
+            if source.rendered:
+                for head, rows in _sections(source.csv_path, f"{source.context}.csv"):
+                    handle.write(rows if head["columns"] == header else _placed(rows, head["columns"], header))
+                continue
+            for batch in _part_batches(source.path, source.context):
+                handle.write(_csv_rows(batch, header).encode("utf-8"))
     return count
+
+
+def _gathered(chunks: Iterable[bytes], first: bytes) -> Iterator[bytes]:
+    """The chunks of a file, after ``first``, joined into writes of about MEMBER_WRITE bytes (one
+    hand-over to the compressing thread each, not one per 64 KiB)."""
+    pending, size = [first], len(first)
+    for chunk in chunks:
+        pending.append(chunk)
+        size += len(chunk)
+        if size >= MEMBER_WRITE:
+            yield b"".join(pending)
+            pending, size = [], 0
+    if size:
+        yield b"".join(pending)
+
+
+def _sections(path: Path, context: str) -> Iterator[tuple[dict[str, Any], bytes]]:
+    """The batches of a part's CSV file: each one's line (source, columns, count, bytes) and rows."""
+    chunks = read_encrypted(path, context=context)
+    buffer = bytearray()
+
+    def fill(size: int) -> bool:
+        while len(buffer) < size:
+            chunk = next(chunks, None)
+            if chunk is None:
+                return False
+            buffer.extend(chunk)
+        return True
+
+    while True:
+        end = buffer.find(b"\n")
+        while end < 0:
+            if not fill(len(buffer) + 1):
+                if buffer:
+                    raise ValueError("a part's CSV file ends inside a batch's line")
+                return
+            end = buffer.find(b"\n")
+        head = json.loads(bytes(buffer[:end]))
+        del buffer[: end + 1]
+        size = head["bytes"]
+        if not fill(size):
+            raise ValueError("a part's CSV file ends inside a batch's rows")
+        rows = bytes(buffer[:size])
+        del buffer[:size]
+        yield head, rows
+
+
+def _placed(rows: bytes, columns: list[str], header: list[str]) -> bytes:
+    """CSV rows of a source with ``columns``, under the category's ``header``: each field in its
+    column, the columns the source lacks empty. The text of each field stays as it was."""
+    where = {name: i for i, name in enumerate(columns)}
+    positions = [where.get(name) for name in header]
+    out = []
+    for row in csv.reader(io.StringIO(rows.decode("utf-8"), newline="")):
+        source, values = row[0], row[1:]
+        fields = ["" if i is None else _csv_quoted(values[i]) for i in positions]
+        out.append(",".join([_csv_quoted(source), *fields]) + "\r\n")
+    return "".join(out).encode("utf-8")
 
 
 def _index_html(info: dict[str, Any], counts: dict[str, int]) -> str:

@@ -220,7 +220,11 @@ def completing_action(kind: str) -> str:
 
 def _finish_export(request: PrivacyRequest, runs: list[SystemRun]) -> None:
     subject = subject_of(request)
-    path, size = exports.assemble(request.pk, subject.data_key_id, [s.describe() for s in systems()])
+    expected: dict[str, int] = {}
+    for run in runs:
+        for category, count in (run.counts or {}).items():
+            expected[category] = expected.get(category, 0) + int(count)
+    path, size = exports.assemble(request.pk, subject.data_key_id, [s.describe() for s in systems()], expected)
     ExportFile.objects.update_or_create(
         request=request,
         defaults={

@@ -268,7 +268,7 @@ def child_export(spec_text: str) -> int:
         records = sum(1 for _ in system.export(subject))
     elapsed = time.perf_counter() - start
     peak_mb = _rss_mb("VmHWM") if reset else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    written = sum(p.stat().st_size for p in Path(exports.export_root()).rglob("*.jsonl.enc"))
+    written = sum(p.stat().st_size for p in Path(exports.export_root()).rglob("parts/*.enc"))
     if spec["write"]:
         # Then the task that finishes the request (compliance.fulfilment._finish_export): the ZIP.
         start = time.perf_counter()

@@ -306,7 +306,7 @@ def test_the_zip_holds_what_one_record_at_a_time_gave(tmp_path: Path) -> None:
     encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
     for category in ("usage", "contact"):
         writer = exports.EncryptedWriter(
-            exports.part_path(legacy, "odd", category),
+            exports.part_path(legacy, "odd", category, ".jsonl.enc"),
             key_id=key_id,
             context=exports.part_context(legacy, "odd", category),
         )
@@ -324,6 +324,60 @@ def test_the_zip_holds_what_one_record_at_a_time_gave(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
+def test_a_category_from_an_earlier_versions_part_and_this_ones_gives_the_same_files() -> None:
+    """During a rolling deploy one system's part may come from a worker of the earlier version (values,
+    ``.jsonl.enc``) and another's from this one (text): the CSV's header is the fields of both, each
+    row placed under it, as one record at a time gives."""
+    key_id = keystore.create_key()
+    request_id = uuid.uuid4()
+    records = odd_records()
+    usage = [r for r in records if r.category == "usage"]
+    things = [r for r in usage if r.source == "odd.things"][:2_500]
+    others = [r for r in usage if r.source == "odd.others"]
+    exports.write_parts(request_id, "a-new", key_id, iter(others))
+    encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+    writer = exports.EncryptedWriter(
+        exports.part_path(request_id, "b-old", "usage", ".jsonl.enc"),
+        key_id=key_id,
+        context=exports.part_context(request_id, "b-old", "usage"),
+    )
+    for r in things:
+        writer.write(encode({"source": r.source, "values": r.values}).encode() + b"\n")
+    writer.close()
+
+    members = assembled(request_id, key_id)
+
+    expected = reference_members([*others, *things])
+    assert members["usage.json"] == expected["usage.json"]
+    assert members["usage.csv"] == expected["usage.csv"]
+    assert members["usage.csv"].startswith(b"source,doc,7,null,x,id,label,maybe,ratio,flag,when\r\n")
+
+
+@pytest.mark.django_db
+def test_a_missing_part_gives_no_zip_rather_than_one_with_data_missing() -> None:
+    """The counts the systems reported are checked against the parts read: a part that is not there
+    (or that this version cannot read) fails the assembly; no ZIP is kept, the other parts stay."""
+    key_id = keystore.create_key()
+    request_id = uuid.uuid4()
+    records = odd_records()
+    reported = exports.write_parts(request_id, "odd", key_id, iter(records))
+    parts = Path(exports.export_root()) / str(request_id) / "parts"
+    (parts / "odd__contact.json.enc").unlink()
+
+    with pytest.raises(exports.IncompleteExport, match="contact"):
+        exports.assemble(request_id, key_id, [], reported)
+
+    assert not list((Path(exports.export_root()) / str(request_id)).glob("export-*"))
+    assert sorted(p.name for p in parts.iterdir()) == [
+        "odd__contact.csv.enc",
+        "odd__usage.csv.enc",
+        "odd__usage.json.enc",
+    ]
+    path, _ = exports.assemble(request_id, key_id, [], {"usage": reported["usage"]})
+    assert path.exists()
+
+
+@pytest.mark.django_db
 def test_a_batch_of_a_killed_export_leaves_no_part(tmp_path: Path) -> None:
     """Idempotent: a part is renamed into place only when its system's records are all written."""
     key_id = keystore.create_key()
@@ -335,7 +389,7 @@ def test_a_batch_of_a_killed_export_leaves_no_part(tmp_path: Path) -> None:
 
     with pytest.raises(ConnectionError):
         exports.write_parts(request_id, "odd", key_id, failing())
-    assert not list((Path(exports.export_root()) / str(request_id) / "parts").glob("*.jsonl.enc"))
+    assert not list((Path(exports.export_root()) / str(request_id) / "parts").iterdir())
     exports.write_parts(request_id, "odd", key_id, iter([RecordBatch("usage", "odd.things", ("a", "b"), [1, "x"])]))
     assert assembled(request_id, key_id)["usage.csv"] == b"source,a,b\r\nodd.things,1,x\r\n"
 
@@ -430,7 +484,6 @@ def test_a_failed_zip_leaves_the_parts_for_the_next_try(monkeypatch: pytest.Monk
     key_id = keystore.create_key()
     request_id = uuid.uuid4()
     exports.write_parts(request_id, "odd", key_id, iter(odd_records()))
-    real = zipfile._get_compressor  # type: ignore[attr-defined]
 
     class DiskFull:
         def compress(self, data: bytes) -> bytes:
@@ -439,12 +492,18 @@ def test_a_failed_zip_leaves_the_parts_for_the_next_try(monkeypatch: pytest.Monk
         def flush(self) -> bytes:
             return b""
 
-    monkeypatch.setattr(zipfile, "_get_compressor", lambda *args: DiskFull())
-    with pytest.raises(OSError, match="no space left"):
-        exports.assemble(request_id, key_id, [])
-    assert len(list((Path(exports.export_root()) / str(request_id) / "parts").glob("*.jsonl.enc"))) == 2
+    with monkeypatch.context() as patched:
+        patched.setattr(exports.zlib_ng, "compressobj", lambda *args: DiskFull())
+        with pytest.raises(OSError, match="no space left"):
+            exports.assemble(request_id, key_id, [])
+    parts = Path(exports.export_root()) / str(request_id) / "parts"
+    assert sorted(p.name for p in parts.iterdir()) == [
+        "odd__contact.csv.enc",
+        "odd__contact.json.enc",
+        "odd__usage.csv.enc",
+        "odd__usage.json.enc",
+    ]
 
-    monkeypatch.setattr(zipfile, "_get_compressor", real)
     expected = reference_members(odd_records())
     members = assembled(request_id, key_id)
     assert {n: members[n] for n in expected} == expected
