@@ -53,6 +53,8 @@ _LEN = struct.Struct(">I")
 EXPORT_BATCH = 10_000  # records per line of a part (Record streams are gathered up to this)
 ZIP_LEVEL = 1  # zlib-ng level of the ZIP's members: docs/benchmarks.md, "Data-subject requests"
 MEMBER_WRITE = 1024 * 1024  # bytes handed to the compressing thread at a time
+DEFLATE_BLOCK = 1024 * 1024  # bytes deflated as one block (_ParallelDeflate)
+DEFLATE_THREADS = 2
 
 
 class EncryptedWriter(io.RawIOBase):
@@ -183,16 +185,19 @@ class _Part:
     """A category's part being written, already in the form of the ZIP's files: the records' JSON
     (``.json.enc``: the objects of the JSON file, separated by ",\n") and their CSV rows
     (``.csv.enc``: per batch a line ``{"source", "columns", "count", "bytes"}``, then that many bytes
-    of rows with the source's own columns). The text is made here, while the database is still
-    sending the next rows, so that the ZIP is little more than a copy.
+    of rows with the source's own columns), and an index (``.index.enc``: the count, and each source
+    with its columns, which the CSV's header needs before its first row). The text is made here,
+    while the database is still sending the next rows, so that the ZIP is little more than a copy.
 
     Records that come one at a time are gathered into batches of up to EXPORT_BATCH, each made from
     the line of JSON values earlier versions stored (so that every value is shown exactly as it was)."""
 
-    def __init__(self, json_file: EncryptedWriter, csv_file: EncryptedWriter, finals: tuple[Path, Path]) -> None:
-        self.json_file = json_file
-        self.csv_file = csv_file
-        self.finals = finals
+    def __init__(self, files: dict[str, EncryptedWriter], finals: dict[str, Path]) -> None:
+        self.json_file = files["json"]
+        self.csv_file = files["csv"]
+        self.index_file = files["index"]
+        self.finals = finals  # in the order they are renamed into place: the JSON file last
+        self.sections: dict[tuple[str, tuple[str, ...]], None] = {}
         self.head: tuple[str, tuple[str, ...]] | None = None  # source and columns of the gathered values
         self.values: list[Any] = []
         self.pending = 0
@@ -238,6 +243,15 @@ class _Part:
         head = {"source": batch.source, "columns": list(batch.columns), "count": batch.count, "bytes": len(rows)}
         self.csv_file.write(_ENCODE(head).encode("utf-8") + b"\n")
         self.csv_file.write(rows)
+        self.sections[(batch.source, batch.columns)] = None
+
+    def close(self) -> None:
+        """Write the index, close the files (the caller renames them into place)."""
+        if not self.index_file.closed:
+            sections = [{"source": source, "columns": list(columns)} for source, columns in self.sections]
+            self.index_file.write(_ENCODE({"count": self.count, "sections": sections}).encode("utf-8"))
+        for file in (self.json_file, self.csv_file, self.index_file):
+            file.close()
 
 
 def write_parts(
@@ -268,32 +282,29 @@ def write_parts(
             part.add(item.source, tuple(values), list(values.values()), 1)
         for part in parts.values():
             part.flush()
+        for part in parts.values():
+            part.close()
     except BaseException:
         for part in parts.values():
-            part.json_file.close()
-            part.csv_file.close()
-            for final in part.finals:
+            for file in (part.json_file, part.csv_file, part.index_file):
+                file.close()
+            for final in part.finals.values():
                 final.with_suffix(".tmp").unlink(missing_ok=True)
         raise
     for part in parts.values():
-        part.json_file.close()
-        part.csv_file.close()
-    for part in parts.values():
-        json_final, csv_final = part.finals
-        os.replace(csv_final.with_suffix(".tmp"), csv_final)
-        os.replace(json_final.with_suffix(".tmp"), json_final)
+        for final in part.finals.values():
+            os.replace(final.with_suffix(".tmp"), final)
     return {category: part.count for category, part in parts.items()}
 
 
 def _new_part(request_id: uuid.UUID, system: str, key_id: uuid.UUID, category: str) -> _Part:
-    json_final = part_path(request_id, system, category, ".json.enc")
-    csv_final = part_path(request_id, system, category, ".csv.enc")
     context = part_context(request_id, system, category)
-    return _Part(
-        EncryptedWriter(json_final.with_suffix(".tmp"), key_id=key_id, context=f"{context}.json"),
-        EncryptedWriter(csv_final.with_suffix(".tmp"), key_id=key_id, context=f"{context}.csv"),
-        (json_final, csv_final),
-    )
+    finals = {kind: part_path(request_id, system, category, f".{kind}.enc") for kind in ("csv", "index", "json")}
+    files = {
+        kind: EncryptedWriter(final.with_suffix(".tmp"), key_id=key_id, context=f"{context}.{kind}")
+        for kind, final in finals.items()
+    }
+    return _Part(files, finals)
 
 
 class _Source:
@@ -303,10 +314,18 @@ class _Source:
         self.context = part_context(request_id, system, category)
         self.rendered = path.name.endswith(".json.enc")
         self.path = path
-        self.csv_path = path.with_name(path.name[: -len(".json.enc")] + ".csv.enc") if self.rendered else path
+        stem = path.name[: -len(".json.enc")]
+        self.csv_path = path.with_name(stem + ".csv.enc") if self.rendered else path
+        self.index_path = path.with_name(stem + ".index.enc") if self.rendered else path
+
+    def index(self) -> dict[str, Any]:
+        """A rendered part's count and sources with their columns."""
+        text = b"".join(read_encrypted(self.index_path, context=f"{self.context}.index"))
+        index: dict[str, Any] = json.loads(text)
+        return index
 
     def files(self) -> list[Path]:
-        return [self.path, self.csv_path] if self.rendered else [self.path]
+        return [self.path, self.csv_path, self.index_path] if self.rendered else [self.path]
 
 
 def _parts_by_category(request_id: uuid.UUID) -> dict[str, list[_Source]]:
@@ -618,15 +637,54 @@ class _Behind:
         self._handoff.drain()
 
 
+class _ParallelDeflate:
+    """The compressor of a ZIP member (zipfile calls ``compress`` and ``flush``) that deflates blocks
+    of DEFLATE_BLOCK bytes with zlib-ng on DEFLATE_THREADS threads (zlib-ng releases the GIL), as
+    pigz does: each block is a raw DEFLATE stream ended by a sync flush (byte-aligned, not final),
+    so that the blocks in order, then one empty final block, are one valid DEFLATE stream. Each
+    block starts without the previous one's window: the ZIP is about 1% larger."""
+
+    def __init__(self, level: int) -> None:
+        self._level = level
+        self._pool = ThreadPoolExecutor(max_workers=DEFLATE_THREADS, thread_name_prefix="export-deflate")
+        self._pending: deque[Future[bytes]] = deque()
+        self._buffer = bytearray()
+
+    def _block(self, data: bytes) -> bytes:
+        compressor = zlib_ng.compressobj(self._level, zlib_ng.DEFLATED, -15)
+        return compressor.compress(data) + compressor.flush(zlib_ng.Z_SYNC_FLUSH)
+
+    def compress(self, data: Any) -> bytes:
+        self._buffer += data
+        while len(self._buffer) >= DEFLATE_BLOCK:
+            self._pending.append(self._pool.submit(self._block, bytes(self._buffer[:DEFLATE_BLOCK])))
+            del self._buffer[:DEFLATE_BLOCK]
+        done = []  # the blocks finished, in order; at most two per thread left in flight
+        while self._pending and (self._pending[0].done() or len(self._pending) > 2 * DEFLATE_THREADS):
+            done.append(self._pending.popleft().result())
+        return b"".join(done)
+
+    def flush(self) -> bytes:
+        try:
+            if self._buffer:
+                self._pending.append(self._pool.submit(self._block, bytes(self._buffer)))
+                self._buffer.clear()
+            done = [future.result() for future in self._pending]
+            self._pending.clear()
+            return b"".join(done) + zlib_ng.compressobj(self._level, zlib_ng.DEFLATED, -15).flush()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _open_member(archive: zipfile.ZipFile, name: str) -> IO[bytes]:
-    """A member to write, compressed by zlib-ng instead of the standard zlib: the same raw DEFLATE
-    stream (``zipfile`` and every unzip tool read it), made two to three times faster. Should a later
-    Python rename the attribute, the member keeps zlib: slower, never wrong
-    (``test_zip_members_are_compressed_by_zlib_ng`` tells)."""
+    """A member to write, compressed by zlib-ng on several threads (``_ParallelDeflate``) instead of
+    the standard zlib on one: the same DEFLATE format (``zipfile`` and every unzip tool read it).
+    zipfile has no setting for its compressor: should a later Python rename the attribute, the
+    member keeps zlib, slower and never wrong (``test_zip_members_are_compressed_by_zlib_ng`` tells)."""
     # force_zip64: a member's size is unknown while it streams; a long history passes 4 GiB.
     member = archive.open(name, "w", force_zip64=True)
     if getattr(member, "_compressor", None) is not None:
-        cast(Any, member)._compressor = zlib_ng.compressobj(ZIP_LEVEL, zlib_ng.DEFLATED, -15)
+        cast(Any, member)._compressor = _ParallelDeflate(ZIP_LEVEL)
     return member
 
 
@@ -680,9 +738,10 @@ def _add_category(archive: zipfile.ZipFile, handoff: _Handoff, category: str, so
     count = 0
     for source in sources:
         if source.rendered:
-            for head, _ in _sections(source.csv_path, f"{source.context}.csv"):
-                columns.update(dict.fromkeys(head["columns"]))
-                count += head["count"]
+            index = source.index()
+            for section in index["sections"]:
+                columns.update(dict.fromkeys(section["columns"]))
+            count += index["count"]
         else:
             _part_columns(source.path, source.context, columns)
     header = list(columns)
