@@ -718,6 +718,8 @@ def assemble(
             info["record_counts"] = counts
             archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))
             archive.writestr("index.html", _index_html(info, counts))
+            for name in ("about-this-export.schema.json", "category.schema.json", "README.md"):  # G-20: its schema
+                archive.writestr(f"schema/{name}", (Path(__file__).parent / "export_schema" / name).read_bytes())
         handoff.drain()
     finally:
         writer.close()

@@ -318,7 +318,8 @@ def test_the_zip_holds_what_one_record_at_a_time_gave(tmp_path: Path) -> None:
     for request_id in (from_records, legacy):
         members = assembled(request_id, key_id)
         assert {n: members[n] for n in expected} == expected
-        assert sorted(members) == sorted([*expected, "about-this-export.json", "index.html"])
+        schema = ["schema/about-this-export.schema.json", "schema/category.schema.json", "schema/README.md"]
+        assert sorted(members) == sorted([*expected, "about-this-export.json", "index.html", *schema])
     assert assembled(from_batches, key_id)["usage.json"] == reference_members(usage)["usage.json"]
     assert not list((Path(exports.export_root()) / str(from_records) / "parts").iterdir())
 
