@@ -14,19 +14,21 @@ What can go wrong, and what happens (docs/architecture.md, "Field encryption"):
 Encrypted columns cannot be filtered, ordered or updated in SQL: the only lookup allowed is
 ``isnull``. Exact lookups go through a blind index column (``identity.crypto.blind``).
 
-Loading is batched: a value whose key is already unwrapped in this process is decrypted as the
-row is read; otherwise it stays ``Sealed`` until first read. Querysets of ``EncryptedQuerySet``
-(models with many subjects per page, such as users) collect the sealed values of up to
-``BATCH`` rows, unwrap all their keys in one query, and open them before handing rows out, so
-a page of a hundred users costs two queries, not a hundred and one.
+Loading is batched: querysets of ``EncryptedQuerySet`` (models with many subjects per page, such
+as users) take their rows' ciphertexts as they are, up to ``BATCH`` rows, unwrap the keys not yet
+cached in one query, and decrypt the rows before handing them out (``open_rows``): a page of a
+hundred users costs two queries, not a hundred and one, and a warm page no key lookup per value.
+Elsewhere (``values()``, a related object of another model's query) a value whose key is cached is
+decrypted as the row is read; otherwise it stays ``Sealed`` until first read.
 """
 
 from __future__ import annotations
 
+import contextvars
 import datetime
 import json
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from django import forms
@@ -102,27 +104,153 @@ def open_sealed(objects: list[models.Model], attnames: list[str]) -> None:
         obj.__dict__[name] = obj.__dict__[name].open()
 
 
+# The ids of the fields whose values the running DecryptingModelIterable decrypts itself: while its
+# query starts, these fields give the compiler no converter, so their rows keep the ciphertext.
+_BATCHED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("identity_batched", default=frozenset())
+_END: Any = object()
+
+
+def open_rows(objects: list[models.Model], fields: list[EncryptedField]) -> None:
+    """Decrypt the ciphertexts ``DecryptingModelIterable`` left in ``objects``: the keys not cached
+    are unwrapped in one query, then every value is opened with its key, found in a dict of the
+    batch's keys. The hot path of every page of rows: kept flat on purpose."""
+    if not objects:
+        return
+    names = [(f.attname, f.aad_suffix, f.fast_decode, f) for f in fields]
+    ciphers: dict[bytes, Any] = {}
+    minimum, version = envelope.MIN_LENGTH, envelope.VERSION
+    for obj in objects:  # a row's values share its subject's key: look at the first one
+        values = obj.__dict__
+        for name, *_ in names:
+            token = values.get(name)
+            if isinstance(token, bytes | memoryview | bytearray) and len(token) >= minimum and token[0] == version:
+                kid = bytes(token[1:17])
+                if kid not in ciphers:
+                    ciphers[kid] = keystore.peek(kid)
+                break  # (a value that is no ciphertext is refused below, by open_token)
+    missing = [kid for kid, cipher in ciphers.items() if cipher is False]
+    if missing:
+        keystore.load_keys(missing)
+        for kid in missing:
+            ciphers[kid] = keystore.peek(kid)
+    for obj in objects:
+        values = obj.__dict__
+        head = b""  # version and key id of the row's last value opened here, with its cipher
+        cipher: Any = None
+        for name, aad, decode, field in names:
+            token = values.get(name)
+            if type(token) is not bytes:
+                if not isinstance(token, memoryview | bytearray):
+                    continue  # None, or a value set since
+                token = bytes(token)
+            if not (head and token.startswith(head)):
+                head, cipher = token[:17], ciphers.get(token[1:17], False)
+                if cipher is False or cipher is None or token[0] != version:
+                    values[name] = field.open_token(token, cipher)  # every other case, and its error
+                    head = b""
+                    continue
+            if len(token) < minimum:
+                field.open_token(token, cipher)  # raises UnsupportedFormatError
+            try:
+                values[name] = decode(cipher.decrypt(token[17:29], token[29:], head + aad))
+            except InvalidTag:
+                envelope.open_with(cipher, token, aad)  # raises DecryptionError
+                raise
+
+
 class DecryptingModelIterable(ModelIterable):  # type: ignore[type-arg]
     def __iter__(self) -> Any:
         model = self.queryset.model
-        attnames = [f.attname for f in model._meta.concrete_fields if isinstance(f, EncryptedField)]
-        buffer: list[models.Model] = []
-        for obj in super().__iter__():
-            buffer.append(obj)
+        fields = [f for f in model._meta.concrete_fields if isinstance(f, EncryptedField)]
+        batched = frozenset(map(id, fields))
+        rows = super().__iter__()
+        # The query runs, and the compiler asks the fields for their converters, on the first row:
+        # only then is the flag set (get_db_converters), not for the rows after.
+        mark = _BATCHED.set(batched)
+        try:
+            first = next(rows, _END)
+        finally:
+            _BATCHED.reset(mark)
+        if first is _END:
+            return
+        buffer: list[models.Model] = [cast(models.Model, first)]
+        for obj in rows:
             if len(buffer) >= BATCH:
-                open_sealed(buffer, attnames)
+                open_rows(buffer, fields)
                 yield from buffer
                 buffer = []
-        open_sealed(buffer, attnames)
+            buffer.append(obj)
+        open_rows(buffer, fields)
         yield from buffer
 
 
+def _opened(value: Any) -> Any:
+    return value.open() if type(value) is Sealed else value
+
+
+def open_values(rows: list[Any]) -> list[Any]:
+    """Rows of ``values()``/``values_list()`` (dicts, tuples, named tuples or single values) with
+    every sealed value opened, their keys unwrapped in one query (there is no attribute to open
+    them on first read)."""
+    sealed: set[bytes] = set()
+    for row in rows:
+        items = row.values() if isinstance(row, dict) else row if isinstance(row, tuple) else (row,)
+        sealed.update(v.key_id for v in items if type(v) is Sealed)
+    if not sealed:
+        return rows
+    keystore.load_keys(sealed)
+    opened: list[Any] = []
+    for row in rows:
+        if isinstance(row, dict):
+            opened.append({k: _opened(v) for k, v in row.items()})
+        elif isinstance(row, tuple):
+            values = [_opened(v) for v in row]
+            opened.append(type(row)(*values) if hasattr(row, "_fields") else tuple(values))
+        else:
+            opened.append(_opened(row))
+    return opened
+
+
+def _opening(iterable_class: type) -> type:
+    """``iterable_class`` (a values iterable) with its rows opened a batch at a time."""
+    opening = _OPENING.get(iterable_class)
+    if opening is None:
+
+        def __iter__(self: Any) -> Any:
+            buffer: list[Any] = []
+            for row in cast(Any, iterable_class).__iter__(self):
+                buffer.append(row)
+                if len(buffer) >= BATCH:
+                    yield from open_values(buffer)
+                    buffer = []
+            yield from open_values(buffer)
+
+        opening = _OPENING[iterable_class] = type(
+            f"Opening{iterable_class.__name__}", (iterable_class,), {"__iter__": __iter__}
+        )
+    return opening
+
+
+_OPENING: dict[type, type] = {}
+
+
 class EncryptedQuerySet(models.QuerySet):  # type: ignore[type-arg]
-    """A queryset that opens the encrypted values of each batch of rows with one key query."""
+    """A queryset that opens the encrypted values of each batch of rows with one key query, model
+    instances and ``values()``/``values_list()`` rows alike."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._iterable_class = DecryptingModelIterable
+
+    def values(self, *fields: Any, **expressions: Any) -> Any:
+        clone = super().values(*fields, **expressions)
+        clone._iterable_class = _opening(clone._iterable_class)
+        return clone
+
+    def values_list(self, *fields: Any, flat: bool = False, named: bool = False) -> Any:
+        clone = super().values_list(*fields, flat=flat, named=named)
+        clone._iterable_class = _opening(clone._iterable_class)
+        return clone
 
 
 EncryptedManager = models.Manager.from_queryset(EncryptedQuerySet)
@@ -145,6 +273,11 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
 
     def decode_value(self, data: bytes) -> Any:
         raise NotImplementedError
+
+    @cached_property
+    def fast_decode(self) -> Any:
+        """``decode_value``, or a builtin that does the same without a Python call (open_rows)."""
+        return self.decode_value
 
     # -- Django plumbing ----------------------------------------------------------------------
     def deconstruct(self) -> Any:
@@ -232,22 +365,39 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
             )
         return connection.Database.Binary(bytes(value))  # type: ignore[attr-defined]
 
+    def get_db_converters(self, connection: BaseDatabaseWrapper) -> list[Any]:
+        # Read by the compiler as a DecryptingModelIterable's query starts: its rows keep the
+        # ciphertext as the driver gave it, and open_rows decrypts them (no call per value here).
+        if id(self) in _BATCHED.get():
+            return []
+        return super().get_db_converters(connection)
+
     def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
         if value is None:
             return None
-        # The hot path of every page of rows: kept flat on purpose.
         token = value if type(value) is bytes else bytes(value)
-        if len(token) < envelope.MIN_LENGTH or token[0] != envelope.VERSION:
-            envelope.check_header(token)  # raises, naming what is wrong
         cipher = keystore.peek(token[1:17])
         if cipher is False:
-            return Sealed(token, self)  # opened in a batch by the queryset, or on first read
+            if len(token) < envelope.MIN_LENGTH or token[0] != envelope.VERSION:
+                envelope.check_header(token)  # raises, naming what is wrong
+            return Sealed(token, self)  # opened on first read
+        return self.open_token(token, cipher)
+
+    def open_token(self, token: bytes, cipher: Any) -> Any:
+        """The value of a ciphertext under ``cipher`` (AESGCM; None: shredded; False: not cached,
+        fetched now). The hot path of every page of rows: kept flat on purpose."""
+        if len(token) < envelope.MIN_LENGTH or token[0] != envelope.VERSION:
+            envelope.check_header(token)  # raises, naming what is wrong
         if cipher is None:
             return Erased(token)
+        if cipher is False:
+            cipher = keystore.cipher_for_decrypt(uuid.UUID(bytes=token[1:17]))
+            if cipher is None:
+                return Erased(token)
         try:
-            plaintext = cipher.decrypt(token[17:29], token[29:], token[:17] + self.aad_suffix)  # type: ignore[union-attr]
+            plaintext = cipher.decrypt(token[17:29], token[29:], token[:17] + self.aad_suffix)
         except InvalidTag:
-            envelope.open_with(cipher, token, self.aad_suffix)  # type: ignore[arg-type]  # raises DecryptionError
+            envelope.open_with(cipher, token, self.aad_suffix)  # raises DecryptionError
             raise
         return self.decode_value(plaintext)
 
@@ -265,6 +415,11 @@ class EncryptedTextField(EncryptedField):
 
     def decode_value(self, data: bytes) -> str:
         return data.decode("utf-8")
+
+    @cached_property
+    def fast_decode(self) -> Any:
+        # bytes.decode is UTF-8, as decode_value; a subclass with its own decode_value keeps it.
+        return bytes.decode if type(self).decode_value is EncryptedTextField.decode_value else self.decode_value
 
     def to_python(self, value: Any) -> Any:
         if value is None or isinstance(value, str | Erased):

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 
 from identity.crypto.errors import ConfigurationError, UnknownKeyError
@@ -67,6 +68,17 @@ def parse_keyring(spec: str) -> KeyRing:
 @lru_cache(maxsize=8)
 def _keyring_for(spec: str) -> KeyRing:
     return parse_keyring(spec)
+
+
+def kek_cipher(kek_id: str) -> AESGCM:
+    """The AES-256-GCM cipher of a configured KEK, made once per key ring (a cold page unwraps 100
+    data keys with it)."""
+    return _kek_cipher(settings.FIELD_ENCRYPTION_KEYS, kek_id)
+
+
+@lru_cache(maxsize=16)
+def _kek_cipher(setting: str, kek_id: str) -> AESGCM:
+    return AESGCM(_keyring_for(setting).get(kek_id))
 
 
 def keyring() -> KeyRing:

@@ -25,7 +25,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from identity.crypto.errors import KeyShreddedError, KeyUnwrapError, UnknownKeyError
-from identity.crypto.kek import keyring
+from identity.crypto.kek import kek_cipher, keyring
 from identity.db import fixed_cursor
 from identity.models import SubjectKey
 
@@ -45,9 +45,9 @@ def wrap(dek: bytes, *, key_id: uuid.UUID, kek_id: str | None = None) -> tuple[s
 
 def unwrap(wrapped: bytes | memoryview, *, key_id: uuid.UUID, kek_id: str) -> bytes:
     wrapped = bytes(wrapped)
-    kek = keyring().get(kek_id)
+    kek = kek_cipher(kek_id)
     try:
-        return AESGCM(kek).decrypt(wrapped[:_NONCE], wrapped[_NONCE:], _wrap_aad(key_id, kek_id))
+        return kek.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], _wrap_aad(key_id, kek_id))
     except InvalidTag:
         raise KeyUnwrapError(
             f"data key {key_id} could not be unwrapped with key-encryption key {kek_id!r}: "
@@ -127,6 +127,21 @@ class _Cache:
                 for old in list(self._entries)[:overflow]:
                     self._entries.pop(old, None)
 
+    def put_many(self, entries: list[tuple[bytes, AESGCM | None]], batch: _PendingBatch | None) -> None:
+        """``put`` for the keys of a page: one lock, one expiry time, one check of the size."""
+        ttl = settings.DEK_CACHE_TTL_SECONDS
+        if ttl <= 0 or not entries:
+            return
+        expires_at = time.monotonic() + ttl
+        with self._lock:
+            for key_id, cipher in entries:
+                self._entries.pop(key_id, None)
+                self._entries[key_id] = _Entry(cipher, expires_at, batch)
+            overflow = len(self._entries) - settings.DEK_CACHE_MAX_ENTRIES
+            if overflow > 0:
+                for old in list(self._entries)[:overflow]:
+                    self._entries.pop(old, None)
+
     def drop(self, key_id: bytes) -> None:
         self._entries.pop(key_id, None)
 
@@ -193,9 +208,11 @@ def load_keys(key_ids: Iterable[bytes]) -> None:
     missing = {kid for kid in key_ids if _cache.get(kid) is None}
     if not missing:
         return
+    found = []
     for key_id, kek_id, wrapped in _key_rows([uuid.UUID(bytes=kid) for kid in missing]):
         cipher = None if wrapped is None else AESGCM(unwrap(wrapped, key_id=key_id, kek_id=kek_id))
-        _remember(key_id, cipher)
+        found.append((key_id.bytes, cipher))
+    _cache.put_many(found, _current_batch(_db_alias()))
 
 
 def _key_rows(ids: list[uuid.UUID]) -> list[tuple[Any, str, Any]]:
@@ -205,22 +222,31 @@ def _key_rows(ids: list[uuid.UUID]) -> list[tuple[Any, str, Any]]:
     of 100 parameters every time."""
     alias = _db_alias()
     connection = connections[alias]
-    if connection.vendor != "postgresql":
-        return list(SubjectKey.objects.using(alias).filter(pk__in=ids).values_list("id", "kek_id", "wrapped_key"))
-    sql = _KEYS_SQL.get(alias)
-    if sql is None:
+    postgres = connection.vendor == "postgresql"
+    select = _KEYS_SQL.get(alias)
+    if select is None:
         q = connection.ops.quote_name
         id_column, kek_column, wrapped_column = (
             q(str(getattr(SubjectKey._meta.get_field(n), "column", n))) for n in ("id", "kek_id", "wrapped_key")
         )
-        # Only quoted names from the model's metadata go into the text; the ids are a parameter.
-        sql = _KEYS_SQL[alias] = (
+        # Only quoted names from the model's metadata go into the text; the ids are parameters.
+        select = _KEYS_SQL[alias] = (
             f"SELECT {id_column}, {kek_column}, {wrapped_column} FROM {q(SubjectKey._meta.db_table)} "  # noqa: S608
-            f"WHERE {id_column} = ANY(%s)"
+            f"WHERE {id_column} "
         )
-    with fixed_cursor(alias) as cursor:
-        cursor.execute(sql, [ids])
-        return [(key_id, kek_id, None if wrapped is None else bytes(wrapped)) for key_id, kek_id, wrapped in cursor]
+    if postgres:
+        with fixed_cursor(alias) as cursor:
+            cursor.execute(select + "= ANY(%s)", [ids])
+            return [(key_id, kek_id, None if wrapped is None else bytes(wrapped)) for key_id, kek_id, wrapped in cursor]
+    # SQLite keeps a UUID as its 32 hex digits (the field's own conversion); one placeholder per id.
+    id_field = SubjectKey._meta.get_field("id")
+    params = [id_field.get_db_prep_value(key_id, connection) for key_id in ids]
+    with connection.cursor() as cursor:
+        cursor.execute(select + "IN (" + ", ".join(["%s"] * len(params)) + ")", params)
+        return [
+            (key_id if isinstance(key_id, uuid.UUID) else uuid.UUID(key_id), kek_id, wrapped)
+            for key_id, kek_id, wrapped in cursor.fetchall()
+        ]
 
 
 _KEYS_SQL: dict[str, str] = {}

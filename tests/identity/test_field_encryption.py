@@ -212,6 +212,54 @@ def test_page_of_rows_unwraps_each_key_once(django_assert_num_queries) -> None: 
         assert len(list(Vault.objects.all())) == 5
 
 
+def test_a_page_opens_every_row_whatever_its_key_state(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    """The queryset's batch path (fields.open_rows): on one page a subject whose key is cached, one
+    whose key is not, and one whose key was destroyed; the keys not cached come in one query."""
+    cached, uncached, erased = make_vault(), make_vault(), make_vault()
+    keystore.shred(erased.data_key_id)
+    keystore.clear_cache()
+    keystore.load_keys([cached.data_key_id.bytes])
+    with django_assert_num_queries(2):
+        rows = {row.pk: row for row in Vault.objects.order_by("pk")}
+    for row in (rows[cached.pk], rows[uncached.pk]):
+        assert (row.text, row.email, row.day, row.doc) == (
+            "Ölçü 🎵 secret text",
+            "listener@example.test",
+            datetime.date(2012, 2, 29),
+            {"genres": ["jazz", "metal"], "n": 3},
+        )
+        assert row.__dict__["text"] == "Ölçü 🎵 secret text"  # opened before the row was handed out
+    assert all(isinstance(getattr(rows[erased.pk], n), Erased) for n in ("text", "email", "day", "doc"))
+
+
+def test_values_and_values_list_give_plaintext_too() -> None:
+    """values()/values_list() rows have no attribute to open a value on first read: the queryset
+    opens them, their keys in one query, whether or not the keys were cached."""
+    vault = make_vault()
+    keystore.clear_cache()
+    assert list(Vault.objects.filter(pk=vault.pk).values_list("email", flat=True)) == ["listener@example.test"]
+    keystore.clear_cache()
+    row = Vault.objects.values_list("pk", "text", named=True).get(pk=vault.pk)
+    assert (row.pk, row.text) == (vault.pk, "Ölçü 🎵 secret text")
+    keystore.clear_cache()
+    assert Vault.objects.values_list("text", "day").get(pk=vault.pk) == ("Ölçü 🎵 secret text", vault.day)
+    keystore.clear_cache()
+    assert Vault.objects.filter(pk=vault.pk).values("day", "doc")[0] == {
+        "day": datetime.date(2012, 2, 29),
+        "doc": {"genres": ["jazz", "metal"], "n": 3},
+    }
+
+
+@pytest.mark.parametrize("garbage", [b"", b"x", b"\x01short", b"plain text someone wrote"])
+def test_a_page_with_a_value_that_is_no_ciphertext_is_refused(garbage: bytes) -> None:
+    good, bad = make_vault(), make_vault()
+    write_raw(bad.pk, "other_text", garbage)
+    keystore.clear_cache()
+    with pytest.raises(UnsupportedFormatError):
+        list(Vault.objects.all())
+    assert Vault.objects.get(pk=good.pk).other_text == "another value"
+
+
 def test_values_not_opened_by_a_queryset_open_on_first_read(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
     vault = make_vault()
     keystore.clear_cache()

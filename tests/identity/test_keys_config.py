@@ -39,6 +39,7 @@ def test_first_key_is_current_and_all_are_kept() -> None:
         ("k:not base64!!", "not valid base64"),
         (f"k:{K1},k:{K2}", "twice"),
     ],
+    ids=["empty", "no-colon", "bad-id", "short-key", "not-base64", "twice"],  # not the random keys: xdist
 )
 def test_malformed_key_configuration_is_refused_without_echoing_keys(spec: str, message: str) -> None:
     with pytest.raises(ConfigurationError, match=re.escape(message)) as excinfo:
