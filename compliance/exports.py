@@ -472,16 +472,36 @@ _ESCAPED_IN_JSON = re.compile(r'["\\\x00-\x1f]')
 _ESCAPED_IN_COPY_JSON = bytes([*range(0x09), *range(0x0A, 0x20), ord('"')])  # the same bar the tab, as bytes
 _QUOTED_IN_CSV = re.compile(r'[",\r\n]')
 # Encodes a list with NUL between the values (a NUL inside a string is escaped), to split it.
-_PIECES = json.JSONEncoder(ensure_ascii=False, default=str, separators=("\x00", ": ")).encode
+_PIECES = json.JSONEncoder(ensure_ascii=False, default=str, separators=("\x00", ": "), allow_nan=False).encode
+_STRICT = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False).encode
+_NON_FINITE = {"nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinity, which JSON has no number for, as its name in a string."""
+    if type(value) is float:
+        return _NON_FINITE.get(repr(value), value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _json_values(values: list[Any]) -> list[str]:
+    """The JSON texts of a column's values: strict JSON, so a NaN or an infinity is written as the
+    string "NaN", "Infinity" or "-Infinity" (Python's own encoder would write a bare NaN, which
+    strict parsers and the export's schema refuse)."""
     if set(map(type, values)) == {int}:
         return list(map(str, values))
-    pieces = _PIECES(values)[1:-1].split("\x00")
+    try:
+        pieces = _PIECES(values)[1:-1].split("\x00")
+    except ValueError:  # a NaN or an infinity somewhere
+        values = _finite(values)
+        pieces = _PIECES(values)[1:-1].split("\x00")
     if len(pieces) == len(values):  # else a list or an object of two or more items was split too
         return pieces
-    return [_ENCODE(v) for v in values]
+    return [_STRICT(v) for v in values]
 
 
 def _json_text(batch: _Batch, separator: str = "") -> str:

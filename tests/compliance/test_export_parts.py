@@ -229,11 +229,12 @@ def reference_members(records: list[Record]) -> dict[str, bytes]:
     met (empty where the record has no such field)."""
     members: dict[str, bytes] = {}
     encode = json.JSONEncoder(ensure_ascii=False, default=str).encode
+    strict = json.JSONEncoder(ensure_ascii=False, default=str, allow_nan=False).encode
     for category in sorted({r.category for r in records}):
         items = [
             json.loads(encode({"source": r.source, "values": r.values})) for r in records if r.category == category
         ]
-        lines = [encode(item) for item in items]
+        lines = [strict(exports._finite(item)) for item in items]  # strict JSON: NaN as "NaN"
         members[f"{category}.json"] = ("[\n" + ",\n".join(lines) + "\n]\n").encode()
         text = io.StringIO(newline="")
         out = csv.writer(text)
@@ -315,9 +316,15 @@ def test_the_zip_holds_what_one_record_at_a_time_gave(tmp_path: Path) -> None:
                 writer.write(encode({"source": r.source, "values": r.values}).encode() + b"\n")
         writer.close()
 
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
     for request_id in (from_records, legacy):
         members = assembled(request_id, key_id)
         assert {n: members[n] for n in expected} == expected
+        # Strict JSON (RFC 8259): the NaN and the infinities of the records are strings.
+        ratios = {item["values"].get("ratio") for item in json.loads(members["usage.json"], parse_constant=refuse)}
+        assert {"NaN", "Infinity"} <= ratios
         schema = ["schema/about-this-export.schema.json", "schema/category.schema.json", "schema/README.md"]
         assert sorted(members) == sorted([*expected, "about-this-export.json", "index.html", *schema])
     assert assembled(from_batches, key_id)["usage.json"] == reference_members(usage)["usage.json"]
