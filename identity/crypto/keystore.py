@@ -16,12 +16,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
-from django.db import connections, router, transaction
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, models, router, transaction
 from django.utils import timezone
 
 from identity.crypto.errors import KeyShreddedError, KeyUnwrapError, UnknownKeyError
@@ -37,10 +38,9 @@ def _wrap_aad(key_id: uuid.UUID, kek_id: str) -> bytes:
 
 
 def wrap(dek: bytes, *, key_id: uuid.UUID, kek_id: str | None = None) -> tuple[str, bytes]:
-    ring = keyring()
-    kek_id = kek_id or ring.current_id
+    kek_id = kek_id or keyring().current_id
     nonce = os.urandom(_NONCE)
-    return kek_id, nonce + AESGCM(ring.get(kek_id)).encrypt(nonce, dek, _wrap_aad(key_id, kek_id))
+    return kek_id, nonce + kek_cipher(kek_id).encrypt(nonce, dek, _wrap_aad(key_id, kek_id))
 
 
 def unwrap(wrapped: bytes | memoryview, *, key_id: uuid.UUID, kek_id: str) -> bytes:
@@ -269,21 +269,53 @@ def create_key(key_id: uuid.UUID | None = None) -> uuid.UUID:
 
 
 def ensure_keys(key_ids: Iterable[uuid.UUID]) -> int:
-    """Create, in one statement, the DEKs among ``key_ids`` that do not exist yet. Returns how many."""
-    wanted = set(key_ids)
+    """Create the DEKs among ``key_ids`` that do not exist yet, with one statement per 1,000 keys
+    (``INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id``: a key that exists, or that another
+    process makes at the same moment, is left as it is and not cached). Returns how many it made."""
     alias = _db_alias()
-    existing = set(SubjectKey.objects.using(alias).filter(pk__in=wanted).values_list("pk", flat=True))
-    rows: list[SubjectKey] = []
-    ciphers: dict[uuid.UUID, AESGCM] = {}
-    for key_id in wanted - existing:
-        dek = AESGCM.generate_key(bit_length=256)
-        kek_id, wrapped = wrap(dek, key_id=key_id)
-        rows.append(SubjectKey(id=key_id, kek_id=kek_id, wrapped_key=wrapped))
-        ciphers[key_id] = AESGCM(dek)
-    SubjectKey.objects.using(alias).bulk_create(rows, batch_size=1000)
-    for key_id, cipher in ciphers.items():
-        _remember(key_id, cipher)
-    return len(rows)
+    connection = connections[alias]
+    if not connection.features.can_return_rows_from_bulk_insert:
+        raise ImproperlyConfigured("the key store needs INSERT ... RETURNING: PostgreSQL, or SQLite 3.35 or later")
+    wanted = list(dict.fromkeys(key_ids))
+    fields = [_key_field(name) for name in _KEY_COLUMNS]
+    now = timezone.now()
+    made: list[tuple[bytes, AESGCM | None]] = []
+    for start in range(0, len(wanted), 1000):
+        chunk = wanted[start : start + 1000]
+        ciphers: dict[uuid.UUID, AESGCM] = {}
+        params: list[Any] = []
+        for key_id in chunk:
+            dek = AESGCM.generate_key(bit_length=256)
+            kek_id, wrapped = wrap(dek, key_id=key_id)
+            ciphers[key_id] = AESGCM(dek)
+            row = (key_id, kek_id, wrapped, now)
+            params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, row, strict=True))
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_keys_sql(connection, len(chunk)), params)
+            for (inserted,) in cursor.fetchall():
+                key_id = inserted if isinstance(inserted, uuid.UUID) else uuid.UUID(inserted)
+                made.append((key_id.bytes, ciphers[key_id]))
+    _cache.put_many(made, _current_batch(alias))
+    return len(made)
+
+
+_KEY_COLUMNS = ("id", "kek_id", "wrapped_key", "created_at")
+
+
+def _key_field(name: str) -> models.Field[Any, Any]:
+    return cast("models.Field[Any, Any]", SubjectKey._meta.get_field(name))
+
+
+def _insert_keys_sql(connection: Any, rows: int) -> str:
+    q = connection.ops.quote_name
+    columns = ", ".join(q(_key_field(n).column) for n in _KEY_COLUMNS)
+    values = ", ".join(["(%s, %s, %s, %s)"] * rows)
+    id_column = q(_key_field("id").column)
+    # Only quoted names from the model's metadata go into the text; every value is a parameter.
+    return (
+        f"INSERT INTO {q(SubjectKey._meta.db_table)} ({columns}) VALUES {values} "  # noqa: S608
+        f"ON CONFLICT ({id_column}) DO NOTHING RETURNING {id_column}"
+    )
 
 
 def _usable(cipher: AESGCM | None, key_id: uuid.UUID) -> AESGCM:

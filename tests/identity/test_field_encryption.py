@@ -313,3 +313,21 @@ def test_shred_in_time_destroys_only_when_asked_and_runs_the_same_statements() -
     assert rows[live].wrapped_key is not None and rows[live].shredded_at is None
     assert rows[own].wrapped_key is None and rows[own].shredded_at is not None
     assert rows[gone].kek_id == "" and rows[gone].shredded_at is not None
+
+
+def test_ensure_keys_makes_only_the_missing_keys_and_keeps_the_existing_ones(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    """Bulk key creation (imports, the benchmarks): one statement per 1,000 keys; a key that exists is
+    left exactly as it was and its cached cipher stays the one that opens its values."""
+    vault = make_vault()
+    before = SubjectKey.objects.get(pk=vault.data_key_id).wrapped_key
+    new = [uuid.uuid4() for _ in range(1_200)]
+    with django_assert_num_queries(2):
+        assert keystore.ensure_keys([vault.data_key_id, *new, new[0]]) == 1_200
+    assert SubjectKey.objects.get(pk=vault.data_key_id).wrapped_key == before
+    assert SubjectKey.objects.filter(pk__in=new, shredded_at__isnull=True).count() == 1_200
+    assert keystore.ensure_keys(new[:10]) == 0
+    keystore.clear_cache()
+    assert Vault.objects.get(pk=vault.pk).text == "Ölçü 🎵 secret text"
+    token = envelope.encrypt(b"x", key_id=new[5], context="testapp.vault.text")
+    keystore.clear_cache()
+    assert envelope.decrypt(token, context="testapp.vault.text") == b"x"  # the stored key, unwrapped again
