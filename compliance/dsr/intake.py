@@ -299,16 +299,8 @@ def _key_for(user: Any) -> tuple[uuid.UUID, bool]:
     cached one is checked for shredding, and a new key is made and written. So the submit step costs
     the same whether or not an account holds the address.
     """
-    if user is not None:
-        key_id = user.data_key_id
-        if keystore.peek(key_id.bytes) is False:
-            keystore.load_keys([key_id.bytes])
-            cached = keystore.peek(key_id.bytes)
-            usable = cached is not None and cached is not False
-        else:
-            usable = not keystore.is_shredded(key_id)
-        if usable:
-            return key_id, False
+    if user is not None and keystore.is_live(user.data_key_id):
+        return user.data_key_id, False
     return keystore.create_key(), True
 
 

@@ -391,6 +391,19 @@ def is_shredded(key_id: uuid.UUID) -> bool:
     return SubjectKey.objects.using(_db_alias()).filter(pk=key_id, shredded_at__isnull=False).exists()
 
 
+def is_live(key_id: uuid.UUID) -> bool:
+    """Whether the key exists and was not destroyed, asked of the key table with exactly one
+    statement whether or not this process has the key cached: a key not cached is read and
+    unwrapped (and cached: the caller is about to use it), a cached one is checked for shredding
+    since. For answers that must take the same time whatever the key's state (no enumeration)."""
+    kid = key_id.bytes
+    if peek(kid) is False:
+        load_keys([kid])
+        cipher = peek(kid)
+        return cipher is not None and cipher is not False
+    return not is_shredded(key_id)
+
+
 def rewrap(row: SubjectKey) -> bool:
     """Re-wrap one DEK under the current KEK. Returns False when there was nothing to do."""
     current = keyring().current_id
