@@ -237,11 +237,14 @@ def schema_exists(url: str) -> bool:
 
 
 def users_with_data(url: str, user_ids: Iterable[str]) -> set[str]:
-    """Which of ``user_ids`` already have a row in any demo table."""
+    """Which of ``user_ids`` already have a streaming history: a row in a demo table other than
+    ``listener_settings``, which propagation fills with the account's choices before any history."""
     found: set[str] = set()
     with open_database(url) as db:
         for user_id in user_ids:
             for table, column in IDENTITY_COLUMNS:
+                if table == "listener_settings":
+                    continue
                 statement = f"SELECT 1 FROM {table} WHERE {column} = ? LIMIT 1"  # noqa: S608 (constant names)
                 if db.fetch(statement, [user_id], limit=1):
                     found.add(user_id)
@@ -370,6 +373,8 @@ _INSERT_COLUMNS = {
 
 def _insert(db: Database, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     statement = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"  # noqa: S608
+    if table == "listener_settings":  # the choices propagation wrote already stay: they are the account's
+        statement += " ON CONFLICT (user_id) DO NOTHING"
     db.executemany(statement, rows)
 
 
@@ -450,6 +455,20 @@ def seed(
                 )
             result.seeded.append(user_id)
     return result
+
+
+def prepare_demo_database() -> str | None:
+    """The connected database's tables, made before ``seed_demo`` files its demo requests, so that
+    the choices they carry reach it (propagation) instead of failing and retrying. A line to print
+    when it cannot be used, else None."""
+    url = configured_url()
+    if not url:
+        return None
+    try:
+        create_schema(url)
+    except (sqlite3.Error, psycopg.Error, OSError, DatasetError) as exc:
+        return f"Streaming history skipped: {redact_url(url)} cannot be used ({type(exc).__name__})."
+    return None
 
 
 def seed_demo_listener(user_id: str) -> str | None:

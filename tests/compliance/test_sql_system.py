@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 import shutil
 import sqlite3
 import subprocess
@@ -803,6 +804,21 @@ def test_seed_demo_gives_the_demo_listener_a_streaming_history(streaming_setting
         "listener_settings": 1,
     }
     assert streaming_demo.users_with_data(streaming_settings, [str(listener.pk)]) == {str(listener.pk)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_seed_demo_s_requests_reach_the_streaming_database_at_once(streaming_settings: str, caplog) -> None:  # type: ignore[no-untyped-def]
+    """make run: the connected database's tables exist before the demo requests commit, so the
+    choices they carry propagate at once (no failed propagation, no traceback on the console), and
+    the propagated settings row stays when the history is seeded after it."""
+    with caplog.at_level(logging.WARNING):
+        call_command("seed_demo", stdout=StringIO())
+    failures = [
+        r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING and r.name.startswith("compliance")
+    ]
+    assert failures == []
+    assert streaming_demo.count_rows(streaming_settings)["listening_events"] == streaming_demo.DEMO_EVENTS
+    assert streaming_demo.count_rows(streaming_settings)["listener_settings"] == 1
 
 
 @pytest.mark.django_db

@@ -19,7 +19,7 @@ from accounts.models import TotpFactor, User
 from accounts.services.factors import otpauth_uri, start_totp
 from compliance import audit
 from compliance.dsr.services import submit_request
-from compliance.systems.streaming_demo import seed_demo_listener
+from compliance.systems.streaming_demo import prepare_demo_database, seed_demo_listener
 
 DEMO_PASSWORD = "demo-listener-passphrase-2026"  # noqa: S105 (demo only; the command refuses production)
 STAFF_PASSWORD = "demo-staff-passphrase-2026"  # noqa: S105
@@ -71,6 +71,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, force: bool, **options: Any) -> None:
         if not settings.DEBUG and not force:
             raise CommandError("seed_demo creates accounts with published passwords; it runs only with DJANGO_DEBUG=1")
+        unusable = prepare_demo_database()  # before the demo requests, whose choices propagate to it
         with transaction.atomic():
             officers, _ = Group.objects.get_or_create(name="Privacy officers")
             officers.permissions.set(Permission.objects.filter(codename__in=OFFICER_PERMISSIONS))
@@ -86,7 +87,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {persona['role']:<16} {otpauth_uri(factor)}")
         listener = User.objects.with_email(PERSONAS[0]["email"]).get()
         # The listener's history in the connected streaming database (issue #4); quiet when it is not connected.
-        streaming = seed_demo_listener(str(listener.pk))
+        streaming = unusable or seed_demo_listener(str(listener.pk))
         if streaming:
             self.stdout.write(streaming)
 
