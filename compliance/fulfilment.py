@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from typing import Any
 
 from celery import shared_task
@@ -21,6 +22,7 @@ from django.utils import timezone
 from compliance import audit, exports, notices, suppression
 from compliance.dsr.services import RequestRefused
 from compliance.models import AuditEvent, ExportFile, PrivacyRequest, SystemRun
+from compliance.registry import Category
 from compliance.systems.base import DataSystem, SubjectRef
 from compliance.systems.internal import InternalSystem
 from identity.crypto import keystore
@@ -334,6 +336,30 @@ class CallbackRefused(ValueError):
     pass
 
 
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _callback_records(records: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """An export callback's records, checked before anything is written: each names one of the
+    registry's categories (the export's files and the count check use them as they are), a plain
+    source name, and an object of values."""
+    if not isinstance(records, list):
+        raise CallbackRefused("records must be a list")
+    known = {c.value for c in Category}
+    checked = []
+    for record in records:
+        if not isinstance(record, dict) or not isinstance(record.get("values", {}), dict):
+            raise CallbackRefused("each record must be an object with an object of values")
+        category, source = record.get("category"), record.get("source", "records")
+        if category not in known:
+            shown = str(category)[:40]
+            raise CallbackRefused(f"unknown category {shown!r}: use one of {', '.join(sorted(known))}")
+        if not isinstance(source, str) or not _SOURCE_NAME.match(source):
+            raise CallbackRefused("a record's source must be 1-64 letters, digits, '.', '_' or '-'")
+        checked.append((category, source, dict(record.get("values", {}))))
+    return checked
+
+
 def complete_from_callback(*, system_name: str, data: dict[str, Any]) -> SystemRun:
     """Finish a run with what an external service reported (compliance.systems.webhooks). Idempotent."""
     from compliance.systems.base import Record
@@ -359,15 +385,11 @@ def complete_from_callback(*, system_name: str, data: dict[str, Any]) -> SystemR
             return run
         if run.action == SystemRun.Action.EXPORT:
             subject = subject_of(run.request)
-            records = (
-                Record(
-                    category=str(r["category"]),
-                    source=f"{system_name}.{r.get('source', 'records')}",
-                    values=dict(r.get("values", {})),
-                )
-                for r in data.get("records", [])
-            )
-            run.counts = exports.write_parts(run.request.pk, system_name, subject.data_key_id, records)
+            records = [
+                Record(category=category, source=f"{system_name}.{source}", values=values)
+                for category, source, values in _callback_records(data.get("records", []))
+            ]
+            run.counts = exports.write_parts(run.request.pk, system_name, subject.data_key_id, iter(records))
         else:
             run.counts = {str(k): int(v) for k, v in dict(data.get("counts", {})).items()}
             run.kept = list(data.get("kept", []))

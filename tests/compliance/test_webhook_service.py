@@ -100,6 +100,31 @@ def test_an_export_waits_for_the_service_and_includes_what_it_sends(
     assert {"source": "recommendations.profile", "values": {"favourite_genre": "jazz"}} in usage
 
 
+@pytest.mark.parametrize(
+    ("records", "message"),
+    [
+        ([{"category": "favourites", "values": {"a": 1}}], "unknown category 'favourites': use one of account,"),
+        ([{"category": "usage", "source": "../x", "values": {}}], "a record's source must be"),
+        ([{"category": "usage", "values": ["jazz"]}], "an object of values"),
+        ({"category": "usage"}, "records must be a list"),
+    ],
+)
+def test_an_export_callback_with_records_the_export_cannot_hold_is_refused_and_nothing_written(  # type: ignore[no-untyped-def]
+    service, alice, django_capture_on_commit_callbacks, records: object, message: str
+) -> None:
+    """The export's files and its count check use a record's category as it is: a category outside the
+    registry, or an odd source name, is refused with a clear error and the run keeps waiting."""
+    request = start(alice, "access", django_capture_on_commit_callbacks)
+    sent = json.loads(service[0]["body"])
+    answer = callback({"run": sent["run"], "status": "done", "records": records})
+    assert answer.status_code == 400 and message in answer.json()["detail"]
+    assert SystemRun.objects.get(pk=sent["run"]).status == "waiting"
+    assert PrivacyRequest.objects.get(pk=request.pk).status == "in_progress"
+    assert not (Path(exports.export_root()) / str(request.pk) / "parts").exists() or not list(
+        (Path(exports.export_root()) / str(request.pk) / "parts").glob("recommendations__*")
+    )
+
+
 def test_an_erasure_completes_only_when_the_service_reports(service, alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
     request = start(alice, "erasure", django_capture_on_commit_callbacks)
     sent = json.loads(service[0]["body"])
