@@ -572,9 +572,13 @@ def _csv_rows(batch: _Batch, columns: list[str]) -> str:
     return "".join(pieces)
 
 
-def art15_information(descriptions: list[Description]) -> dict[str, Any]:
-    """GDPR Art. 15(1)(a)-(h) and 15(2) beside the data (REGULATIONS.md G-15)."""
+def art15_information(descriptions: list[Description], *, specific_pieces: bool = True) -> dict[str, Any]:
+    """GDPR Art. 15(1)(a)-(h) and 15(2) beside the data (REGULATIONS.md G-15); whether the data
+    itself is included (``specific_pieces``: not for a CCPA request for categories, C-12); what is
+    held but never disclosed (C-11)."""
     return {
+        "specific_pieces": specific_pieces,
+        "withheld": sorted({w for d in descriptions for w in d.withheld}),
         "purposes": sorted({p for d in descriptions for p in d.purposes}),
         "lawful_bases": sorted({b for d in descriptions for b in d.lawful_bases}),
         "categories": sorted({c for d in descriptions for c in d.categories}),
@@ -717,6 +721,8 @@ def assemble(
     key_id: uuid.UUID,
     descriptions: list[Description],
     expected: dict[str, int] | None = None,
+    *,
+    specific_pieces: bool = True,
 ) -> tuple[Path, int]:
     """Build the subject's ZIP from the parts, encrypted; remove the parts. Returns (path, size).
 
@@ -724,7 +730,9 @@ def assemble(
     lacks some of the category's fields (placed under the category's header, ``_placed``). Parts of
     earlier versions are made into text here. ``expected``, the records per category the systems
     reported writing: any other count raises IncompleteExport and keeps no ZIP, never a ZIP with
-    data missing. A failure leaves the parts for the next try."""
+    data missing. Without ``specific_pieces`` (a CCPA request for the categories only, REGULATIONS.md
+    C-12) the ZIP holds the information and the number of records per category, not the records.
+    A failure leaves the parts for the next try."""
     final = export_root() / str(request_id) / f"export-{uuid.uuid4().hex}.zip.enc"
     writer = EncryptedWriter(final, key_id=key_id, context=f"compliance.export.{request_id}")
     handoff = _Handoff(writer)
@@ -733,8 +741,11 @@ def assemble(
     try:
         with zipfile.ZipFile(handoff, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
             for category, sources in sorted(parts.items()):
-                counts[category] = _add_category(archive, handoff, category, sources)
-            info = art15_information(descriptions)
+                if specific_pieces:
+                    counts[category] = _add_category(archive, handoff, category, sources)
+                else:
+                    counts[category] = sum(_count(source) for source in sources)
+            info = art15_information(descriptions, specific_pieces=specific_pieces)
             info["record_counts"] = counts
             archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))
             archive.writestr("index.html", _index_html(info, counts))
@@ -752,6 +763,13 @@ def assemble(
             for path in source.files():
                 path.unlink(missing_ok=True)
     return final, final.stat().st_size
+
+
+def _count(source: _Source) -> int:
+    """A part's number of records, without making its text."""
+    if source.rendered:
+        return int(source.index()["count"])
+    return sum(batch.count for batch in _part_batches(source.path, source.context))
 
 
 def _add_category(archive: zipfile.ZipFile, handoff: _Handoff, category: str, sources: list[_Source]) -> int:
@@ -854,17 +872,31 @@ def _placed(rows: bytes, columns: list[str], header: list[str]) -> bytes:
 
 def _index_html(info: dict[str, Any], counts: dict[str, int]) -> str:
     labels = info["category_labels"]
+    pieces = info["specific_pieces"]
     rows = "".join(
-        f"<tr><td>{html.escape(labels.get(c, c))}</td><td>{n}</td><td><a href='{c}.json'>{c}.json</a>, "
-        f"<a href='{c}.csv'>{c}.csv</a></td></tr>"
+        f"<tr><td>{html.escape(labels.get(c, c))}</td><td>{n}</td><td>"
+        + (f"<a href='{c}.json'>{c}.json</a>, <a href='{c}.csv'>{c}.csv</a>" if pieces else "not included")
+        + "</td></tr>"
         for c, n in sorted(counts.items())
     )
     listing = lambda items: "".join(f"<li>{html.escape(str(i))}</li>" for i in items)  # noqa: E731
+    opening = (
+        "This archive holds a copy of the personal data we hold about you."
+        if pieces
+        else "You asked which kinds of personal data we hold about you: this archive lists them, with how many "
+        "records of each we hold, but not the data itself. Ask for a copy of your data to receive it."
+    )
     return (
         "<!doctype html><html lang='en'><meta charset='utf-8'><title>Your data</title>"
-        "<h1>Your personal data</h1><p>This archive holds a copy of the personal data we hold about you.</p>"
+        f"<h1>Your personal data</h1><p>{opening}</p>"
         f"<table><tr><th>category</th><th>records</th><th>files</th></tr>{rows}</table>"
-        f"<h2>Why we use it</h2><ul>{listing(info['purposes'])}</ul>"
+        + (
+            "<h2>Held but never shown</h2><p>We hold these, but never disclose them, even to you:</p>"
+            f"<ul>{listing(info['withheld'])}</ul>"
+            if info["withheld"]
+            else ""
+        )
+        + f"<h2>Why we use it</h2><ul>{listing(info['purposes'])}</ul>"
         f"<h2>Legal bases</h2><ul>{listing(info['lawful_bases'])}</ul>"
         f"<h2>Who receives it</h2><ul>{listing(info['recipients'])}</ul>"
         f"<h2>Where it comes from</h2><ul>{listing(info['sources'])}</ul>"

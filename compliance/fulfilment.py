@@ -226,7 +226,14 @@ def _finish_export(request: PrivacyRequest, runs: list[SystemRun]) -> None:
     for run in runs:
         for category, count in (run.counts or {}).items():
             expected[category] = expected.get(category, 0) + int(count)
-    path, size = exports.assemble(request.pk, subject.data_key_id, [s.describe() for s in systems()], expected)
+    path, size = exports.assemble(
+        request.pk,
+        subject.data_key_id,
+        [s.describe() for s in systems()],
+        expected,
+        # CCPA's request for the categories only: no specific pieces (CCR §7024(a)-(b), REGULATIONS.md C-12).
+        specific_pieces=request.kind != PrivacyRequest.Kind.ACCESS_CATEGORIES,
+    )
     ExportFile.objects.update_or_create(
         request=request,
         defaults={

@@ -88,6 +88,9 @@ class Description:
     recipients: tuple[str, ...]
     retention: str
     sources: tuple[str, ...]
+    # What the system holds about the subject but never discloses, each as "what: how it is held"
+    # (CCPA, CCR §7024(d): say that it was collected, never give it; REGULATIONS.md C-11).
+    withheld: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,12 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def _withheld(declaration: Declaration, name: str, note: str) -> str:
+    """A secret field as the export names it: "user password: Argon2id hash"."""
+    meta = apps.get_model(declaration.label)._meta
+    return f"{meta.verbose_name} {meta.get_field(name).verbose_name}: {note or 'a secret'}"
+
+
 class InternalSystem:
     name = "identity"
 
@@ -69,6 +75,11 @@ class InternalSystem:
             recipients=("our hosting and e-mail providers (processors under GDPR Art. 28)",),
             retention="; ".join(sorted({f"{d.label}: {d.retention}" for d in ds})),
             sources=tuple(sorted({s for d in ds for s in d.sources})),
+            withheld=tuple(
+                sorted(
+                    {_withheld(d, name, fc.note) for d in ds for name, fc in d.fields.items() if fc.kind == Kind.SECRET}
+                )
+            ),
         )
 
     def export(self, subject: SubjectRef) -> Iterator[Record]:

@@ -3,11 +3,14 @@
 Requirement: issue #4 "Fulfilment across data systems", "Export", "Erasure", "Evidence" and the tests it
 names: "an export holding every registered category", "an erasure after which ... sign-in and tokens
 fail", "a task killed part-way and run again giving the same result"; REGULATIONS.md G-15 (Art. 15
-information beside the data), G-17 (erasure reaches every store), G-20 (portability).
+information beside the data), G-17 (erasure reaches every store), G-20 (portability); C-11 (fields
+never disclosed: named, not given) and C-12 (a request for the categories only gets no specific
+pieces).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import io
 import json
@@ -59,6 +62,53 @@ def open_zip(request: PrivacyRequest) -> zipfile.ZipFile:
     export = ExportFile.objects.get(request=request)
     data = b"".join(exports.read_encrypted(Path(export.path), context=f"compliance.export.{request.pk}"))
     return zipfile.ZipFile(io.BytesIO(data))
+
+
+def every_member(archive: zipfile.ZipFile) -> bytes:
+    return b"".join(archive.read(name) for name in archive.namelist())
+
+
+def test_a_request_for_the_categories_only_gets_the_categories_and_counts_not_the_data_c12(  # type: ignore[no-untyped-def]
+    alice, django_capture_on_commit_callbacks
+) -> None:
+    """CCPA's request to know the categories (CCR §7024(a)-(b)): verified only to a reasonable degree,
+    so the answer names the categories, their sources and purposes and how many records each holds,
+    and no record itself."""
+    with_history(alice)
+    request = file(alice, "access_categories")
+    with django_capture_on_commit_callbacks(execute=True):
+        fulfilment.start_fulfilment(request=request, actor=alice)
+    request.refresh_from_db()
+    assert (request.status, request.progress) == ("completed", 100)
+    archive = open_zip(request)
+    assert {n for n in archive.namelist() if not n.startswith("schema/")} == {"about-this-export.json", "index.html"}
+    info = json.loads(archive.read("about-this-export.json"))
+    assert info["specific_pieces"] is False
+    assert {"contact", "identity", "security", "authentication"} <= set(info["record_counts"])
+    assert all(count > 0 for count in info["record_counts"].values())
+    assert b"alice@example.test" not in every_member(archive) and b"Alice" not in every_member(archive)
+    assert b"not included" in archive.read("index.html")
+
+
+def test_what_is_never_disclosed_is_named_and_not_given_c11(alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    """CCR §7024(d): the password and the second-factor secrets are held but never disclosed; the
+    export says they were collected and holds no trace of them."""
+    with_history(alice)
+    factor = TotpFactor.objects.get(user=alice)
+    request = file(alice, "access")
+    with django_capture_on_commit_callbacks(execute=True):
+        fulfilment.start_fulfilment(request=request, actor=alice)
+    archive = open_zip(request)
+    info = json.loads(archive.read("about-this-export.json"))
+    assert info["specific_pieces"] is True
+    assert "user password: Argon2id hash" in info["withheld"]
+    assert any(w.startswith("TOTP factor secret:") for w in info["withheld"])
+    everything = every_member(archive)
+    alice.refresh_from_db()
+    assert alice.password.encode() not in everything and alice.password.split("$")[-1].encode() not in everything
+    assert str(factor.secret).encode() not in everything
+    assert base64.b32encode(factor.bin_key).rstrip(b"=") not in everything  # as an authenticator shows it
+    assert b"Held but never shown" in archive.read("index.html")
 
 
 def test_an_export_holds_every_category_with_the_art15_information(alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
