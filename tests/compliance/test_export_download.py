@@ -1,7 +1,8 @@
 """Downloading an export: owner only, fresh second factor, until the link expires, then deleted.
 
 Requirement: issue #4 "Export ... downloadable by its owner with a fresh second factor through an
-expiring link; deleted when the link expires"; CONTRACT.md Privacy (download_url); REGULATIONS.md G-15.
+expiring link; deleted when the link expires"; CONTRACT.md Privacy (download_url); REGULATIONS.md G-15,
+C-13 (the self-service portal's download is the request's export).
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ def test_portal_download_asks_for_the_second_factor_first(client, alice, django_
     type(session).objects.filter(pk=session.pk).update(mfa_at=timezone.now())
     response = client.get(f"/privacy/requests/{request.pk}/download")
     assert response.status_code == 200 and response["Content-Type"] == "application/zip"
+    # C-13: the portal's self-service download is the request's export, byte for byte, as the API gives it.
+    through_api = fresh_mfa_client("alice@example.test").get(f"/api/v1/privacy/requests/{request.pk}/download")
+    assert b"".join(response.streaming_content) == b"".join(through_api.streaming_content)
 
 
 def test_officer_carries_out_and_downloads_the_evidence(

@@ -1,8 +1,9 @@
 """Requests from people who do not sign in, verified by an e-mailed code and matched data points.
 
-Requirement: issue #4 "Channels" (requests without an account); REGULATIONS.md C-25 (match only what
-is held; verification data has a TTL), C-27 (verification levels gate each type; declarations kept),
-C-20 (opt-outs need no verification), G-11 (ask only for data already held), C-29 (records).
+Requirement: issue #4 "Channels" (requests without an account); REGULATIONS.md C-05 (no account needed
+to make a request: the web form's requests are accepted), C-25 (match only what is held;
+verification data has a TTL), C-27 (verification levels gate each type; declarations kept), C-20
+(opt-outs need no verification), G-11 (ask only for data already held), C-29 (records).
 """
 
 from __future__ import annotations
