@@ -353,6 +353,21 @@ def test_export_yields_every_table_of_the_subject_and_nothing_of_another(
     assert sum(1 for _ in system.export(charlie_ref)) == EVENTS + 3 + 4 + 2 + 3 + 1
 
 
+def test_export_has_no_lookback_limit_c10(seeded: str, alice_ref: SubjectRef) -> None:
+    """C-10: a request to know covers at least the 12 months before receipt, and on request back to
+    1 January 2022. The export has no lower bound at all: every retained record, whatever its age,
+    so the "all data" choice is the only one and always made (README, "Privacy requests")."""
+    with open_database(seeded) as db, db.transaction():
+        db.execute(
+            "INSERT INTO listening_events (user_id, track_id, track_title, artist, context, played_at, ms_played, "
+            "device_name, ip_country) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [ALICE_ID, "trk-old", "An old favourite", "Someone", "album", "2022-01-02 08:00:00+00", 1000, "x", "DE"],
+        )
+    records = list(streaming_demo.system(seeded).export(alice_ref))
+    old = [r.values for r in records if r.values.get("track_id") == "trk-old"]
+    assert len(old) == 1 and str(old[0]["played_at"]).startswith("2022-01-02")
+
+
 def test_export_of_someone_unknown_is_empty(seeded: str) -> None:
     assert list(streaming_demo.system(seeded).export(subject(str(uuid.uuid4()), "nobody@example.test"))) == []
 
