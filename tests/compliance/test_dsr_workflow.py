@@ -160,6 +160,8 @@ def test_ccpa_clock_does_not_pause_c07(charlie, bob) -> None:  # type: ignore[no
 
 
 def test_a_third_request_to_know_in_12_months_goes_to_an_officer_c08(alice, bob) -> None:  # type: ignore[no-untyped-def]
+    """C-08 (twice in 12 months), G-14 (repetitive requests: an officer decides, with the reason
+    recorded; answers are otherwise free and automatic)."""
     first = submit(alice, kind="access")
     PrivacyRequest.objects.filter(pk=first.pk).update(status="completed")
     second = services.submit_request(
