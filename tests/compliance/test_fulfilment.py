@@ -58,6 +58,17 @@ def file(user: User, kind: str) -> PrivacyRequest:
     ).request
 
 
+def fulfilled(user: User, kind: str, django_capture_on_commit_callbacks) -> PrivacyRequest:  # type: ignore[no-untyped-def]
+    """A request of ``kind`` by a listener with some history, carried out to the end."""
+    with_history(user)
+    request = file(user, kind)
+    with django_capture_on_commit_callbacks(execute=True):
+        fulfilment.start_fulfilment(request=request, actor=user)
+    request.refresh_from_db()
+    assert (request.status, request.progress) == ("completed", 100)
+    return request
+
+
 def open_zip(request: PrivacyRequest) -> zipfile.ZipFile:
     export = ExportFile.objects.get(request=request)
     data = b"".join(exports.read_encrypted(Path(export.path), context=f"compliance.export.{request.pk}"))
@@ -74,12 +85,7 @@ def test_a_request_for_the_categories_only_gets_the_categories_and_counts_not_th
     """CCPA's request to know the categories (CCR §7024(a)-(b)): verified only to a reasonable degree,
     so the answer names the categories, their sources and purposes and how many records each holds,
     and no record itself."""
-    with_history(alice)
-    request = file(alice, "access_categories")
-    with django_capture_on_commit_callbacks(execute=True):
-        fulfilment.start_fulfilment(request=request, actor=alice)
-    request.refresh_from_db()
-    assert (request.status, request.progress) == ("completed", 100)
+    request = fulfilled(alice, "access_categories", django_capture_on_commit_callbacks)
     archive = open_zip(request)
     assert {n for n in archive.namelist() if not n.startswith("schema/")} == {"about-this-export.json", "index.html"}
     info = json.loads(archive.read("about-this-export.json"))
@@ -93,11 +99,8 @@ def test_a_request_for_the_categories_only_gets_the_categories_and_counts_not_th
 def test_what_is_never_disclosed_is_named_and_not_given_c11(alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
     """CCR §7024(d): the password and the second-factor secrets are held but never disclosed; the
     export says they were collected and holds no trace of them."""
-    with_history(alice)
+    request = fulfilled(alice, "access", django_capture_on_commit_callbacks)
     factor = TotpFactor.objects.get(user=alice)
-    request = file(alice, "access")
-    with django_capture_on_commit_callbacks(execute=True):
-        fulfilment.start_fulfilment(request=request, actor=alice)
     archive = open_zip(request)
     info = json.loads(archive.read("about-this-export.json"))
     assert info["specific_pieces"] is True
@@ -112,12 +115,7 @@ def test_what_is_never_disclosed_is_named_and_not_given_c11(alice, django_captur
 
 
 def test_an_export_holds_every_category_with_the_art15_information(alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
-    with_history(alice)
-    request = file(alice, "access")
-    with django_capture_on_commit_callbacks(execute=True):
-        fulfilment.start_fulfilment(request=request, actor=alice)
-    request.refresh_from_db()
-    assert (request.status, request.progress) == ("completed", 100)
+    request = fulfilled(alice, "access", django_capture_on_commit_callbacks)
     archive = open_zip(request)
     names = set(archive.namelist())
     categories = {n.rsplit(".", 1)[0] for n in names if n.endswith(".json") and "/" not in n} - {"about-this-export"}
