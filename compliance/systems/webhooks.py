@@ -7,7 +7,9 @@ to the service, signed with HMAC-SHA256 under the service's shared secret over
 rectify/restrict/unrestrict/opt_out runs: the subject's current choices and restriction and, for a
 rectification only, the corrected profile values (compliance.systems.base.SubjectState). The run
 then waits. The service answers on the callback URL with the same signature scheme: ``{"run",
-"status": "done"|"failed", "counts", "kept", "read_back", "records"}`` (records for an export).
+"status": "done"|"failed", "counts", "kept", "read_back", "records"}`` (records for an export,
+each ``{"category", "source", "values"}``: a category of the registry (``compliance.registry.Category``),
+a source of 1-64 letters, digits, ".", "_" or "-", and an object; anything else is refused with 400).
 Callbacks older than five minutes, or seen before, are refused. A listener's own change (a consent
 toggle, a profile correction) is sent as ``{"run": null, "action": "sync", "subject", "state"}``,
 with no callback.
