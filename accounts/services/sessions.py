@@ -41,7 +41,6 @@ from accounts.services.events import raise_alert, record_event
 from accounts.services.secrets import new_token, token_digest
 from compliance import audit
 from identity.crypto.blind import email_index
-from identity.crypto.fields import EncryptedField, open_sealed
 from identity.db import fixed_cursor
 
 
@@ -302,7 +301,6 @@ class Lookups:
         self.signin_attnames = [f.attname for f in self.signin_fields]
         self.signin_pk_position = next(i for i, f in enumerate(self.signin_fields) if f.primary_key)
         self.signin_converters = [self._converters(f, "u", connection) for f in self.signin_fields]
-        self.signin_encrypted = [f.attname for f in self.signin_fields if isinstance(f, EncryptedField)]
         signin_columns = ", ".join(f"u.{q(str(f.column))}" for f in self.signin_fields)
         self.signin_sql = (
             f"SELECT {signin_columns} FROM {q(User._meta.db_table)} u "  # noqa: S608
@@ -394,8 +392,6 @@ class Lookups:
         user = User.from_db(self.alias, self.signin_attnames, self._convert(row[:n], self.signin_converters))
         if probe is not None:
             keep_probed(user, probe, failures_from_row(*row[n:]))
-        # Values whose key was not unwrapped yet: all keys in one query, as the ORM's iterator does.
-        open_sealed([user], self.signin_encrypted)
         return user
 
 

@@ -14,21 +14,20 @@ What can go wrong, and what happens (docs/architecture.md, "Field encryption"):
 Encrypted columns cannot be filtered, ordered or updated in SQL: the only lookup allowed is
 ``isnull``. Exact lookups go through a blind index column (``identity.crypto.blind``).
 
-Loading is batched: querysets of ``EncryptedQuerySet`` (models with many subjects per page, such
-as users) take their rows' ciphertexts as they are, up to ``BATCH`` rows, unwrap the keys not yet
-cached in one query, and decrypt the rows before handing them out (``open_rows``): a page of a
-hundred users costs two queries, not a hundred and one, and a warm page no key lookup per value.
-Elsewhere (``values()``, a related object of another model's query) a value whose key is cached is
-decrypted as the row is read; otherwise it stays ``Sealed`` until first read.
+Loading is batched, for every query the ORM compiles (identity.backends.compiler): the encrypted
+columns of up to ``BATCH`` rows are opened together (``open_columns``), the keys not yet cached
+unwrapped in one query, before the rows become instances, ``values()`` or related objects: a page of
+a hundred users costs two queries, not a hundred and one, and a warm page no key lookup per value.
+Outside the ORM's compilers (a fixed statement's rows converted with the fields' own converters,
+``from_db_value``) a value is decrypted as it is converted, its key fetched then if not cached.
 """
 
 from __future__ import annotations
 
-import contextvars
 import datetime
 import json
 import uuid
-from typing import Any, cast
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from django import forms
@@ -36,8 +35,6 @@ from django.core import checks, exceptions, validators
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import Lookup
-from django.db.models.query import ModelIterable
-from django.db.models.query_utils import DeferredAttribute
 from django.utils.dateparse import parse_date
 from django.utils.functional import cached_property
 
@@ -47,210 +44,54 @@ from identity.crypto.envelope import Erased
 BATCH = 100
 
 
-class Sealed:
-    """A loaded value whose key is not unwrapped yet; opened on first read. Shows no content."""
-
-    __slots__ = ("field", "token")
-
-    def __init__(self, token: bytes, field: EncryptedField) -> None:
-        self.token = token
-        self.field = field
-
-    @property
-    def key_id(self) -> bytes:
-        return self.token[1:17]
-
-    def open(self) -> Any:
-        plaintext = envelope.decrypt(self.token, context=self.field.aad_suffix)
-        return plaintext if isinstance(plaintext, Erased) else self.field.decode_value(plaintext)
-
-    def __repr__(self) -> str:
-        return f"<Sealed {self.field.context}>"
-
-    def __str__(self) -> str:
-        return str(self.open())
-
-
-class UnsealingAttribute(DeferredAttribute):
-    """The field's attribute on instances: opens a sealed value the first time it is read.
-
-    A data descriptor (it defines ``__set__``), so reads come here even though the value sits in
-    the instance's ``__dict__``.
-    """
-
-    def __get__(self, instance: Any, cls: Any = None) -> Any:
-        if instance is None:
-            return self
-        try:
-            value = instance.__dict__[self.field.attname]
-        except KeyError:  # deferred: let Django load it
-            value = super().__get__(instance, cls)
-        if type(value) is Sealed:
-            value = value.open()
-            instance.__dict__[self.field.attname] = value
-        return value
-
-    def __set__(self, instance: Any, value: Any) -> None:
-        instance.__dict__[self.field.attname] = value
-
-
-def open_sealed(objects: list[models.Model], attnames: list[str]) -> None:
-    """Open every sealed value of ``objects``, unwrapping all their keys in one query."""
-    sealed = [(obj, name) for obj in objects for name in attnames if type(obj.__dict__.get(name)) is Sealed]
-    if not sealed:
-        return
-    keystore.load_keys({obj.__dict__[name].key_id for obj, name in sealed})
-    for obj, name in sealed:
-        obj.__dict__[name] = obj.__dict__[name].open()
-
-
-# The ids of the fields whose values the running DecryptingModelIterable decrypts itself: while its
-# query starts, these fields give the compiler no converter, so their rows keep the ciphertext.
-_BATCHED: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("identity_batched", default=frozenset())
-_END: Any = object()
-
-
-def open_rows(objects: list[models.Model], fields: list[EncryptedField]) -> None:
-    """Decrypt the ciphertexts ``DecryptingModelIterable`` left in ``objects``: the keys not cached
-    are unwrapped in one query, then every value is opened with its key, found in a dict of the
-    batch's keys. The hot path of every page of rows: kept flat on purpose."""
-    if not objects:
-        return
-    names = [(f.attname, f.aad_suffix, f.fast_decode, f) for f in fields]
-    ciphers: dict[bytes, Any] = {}
+def open_columns(rows: list[list[Any]], columns: dict[int, EncryptedField]) -> None:
+    """Decrypt, in place, the encrypted ``columns`` (position: field) of a batch of ``rows`` as the
+    driver gave them (identity.backends.compiler): the keys not cached are unwrapped in one query,
+    then every value is opened with its key, looked up once for the values of a row under the same
+    key. The hot path of every page of rows: kept flat on purpose."""
+    fields = [(position, f.aad_suffix, f.fast_decode, f) for position, f in columns.items()]
     minimum, version = envelope.MIN_LENGTH, envelope.VERSION
-    for obj in objects:  # a row's values share its subject's key: look at the first one
-        values = obj.__dict__
-        for name, *_ in names:
-            token = values.get(name)
-            if isinstance(token, bytes | memoryview | bytearray) and len(token) >= minimum and token[0] == version:
-                kid = bytes(token[1:17])
-                if kid not in ciphers:
-                    ciphers[kid] = keystore.peek(kid)
-                break  # (a value that is no ciphertext is refused below, by open_token)
+    ciphers: dict[bytes, Any] = {}
+    for row in rows:
+        for position, *_ in fields:
+            token = row[position]
+            if token is None:
+                continue
+            if type(token) is not bytes:
+                token = row[position] = bytes(token)
+            if len(token) >= minimum and token[0] == version and token[1:17] not in ciphers:
+                ciphers[token[1:17]] = keystore.peek(token[1:17])
     missing = [kid for kid, cipher in ciphers.items() if cipher is False]
     if missing:
         keystore.load_keys(missing)
         for kid in missing:
             ciphers[kid] = keystore.peek(kid)
-    for obj in objects:
-        values = obj.__dict__
+    for row in rows:
         head = b""  # version and key id of the row's last value opened here, with its cipher
         cipher: Any = None
-        for name, aad, decode, field in names:
-            token = values.get(name)
-            if type(token) is not bytes:
-                if not isinstance(token, memoryview | bytearray):
-                    continue  # None, or a value set since
-                token = bytes(token)
+        for position, aad, decode, field in fields:
+            token = row[position]
+            if token is None:
+                continue
             if not (head and token.startswith(head)):
                 head, cipher = token[:17], ciphers.get(token[1:17], False)
                 if cipher is False or cipher is None or token[0] != version:
-                    values[name] = field.open_token(token, cipher)  # every other case, and its error
+                    row[position] = field.open_token(token, cipher)  # every other case, and its error
                     head = b""
                     continue
             if len(token) < minimum:
                 field.open_token(token, cipher)  # raises UnsupportedFormatError
             try:
-                values[name] = decode(cipher.decrypt(token[17:29], token[29:], head + aad))
+                row[position] = decode(cipher.decrypt(token[17:29], token[29:], head + aad))
             except InvalidTag:
                 envelope.open_with(cipher, token, aad)  # raises DecryptionError
                 raise
 
 
-class DecryptingModelIterable(ModelIterable):  # type: ignore[type-arg]
-    def __iter__(self) -> Any:
-        model = self.queryset.model
-        fields = [f for f in model._meta.concrete_fields if isinstance(f, EncryptedField)]
-        batched = frozenset(map(id, fields))
-        rows = super().__iter__()
-        # The query runs, and the compiler asks the fields for their converters, on the first row:
-        # only then is the flag set (get_db_converters), not for the rows after.
-        mark = _BATCHED.set(batched)
-        try:
-            first = next(rows, _END)
-        finally:
-            _BATCHED.reset(mark)
-        if first is _END:
-            return
-        buffer: list[models.Model] = [cast(models.Model, first)]
-        for obj in rows:
-            if len(buffer) >= BATCH:
-                open_rows(buffer, fields)
-                yield from buffer
-                buffer = []
-            buffer.append(obj)
-        open_rows(buffer, fields)
-        yield from buffer
-
-
-def _opened(value: Any) -> Any:
-    return value.open() if type(value) is Sealed else value
-
-
-def open_values(rows: list[Any]) -> list[Any]:
-    """Rows of ``values()``/``values_list()`` (dicts, tuples, named tuples or single values) with
-    every sealed value opened, their keys unwrapped in one query (there is no attribute to open
-    them on first read)."""
-    sealed: set[bytes] = set()
-    for row in rows:
-        items = row.values() if isinstance(row, dict) else row if isinstance(row, tuple) else (row,)
-        sealed.update(v.key_id for v in items if type(v) is Sealed)
-    if not sealed:
-        return rows
-    keystore.load_keys(sealed)
-    opened: list[Any] = []
-    for row in rows:
-        if isinstance(row, dict):
-            opened.append({k: _opened(v) for k, v in row.items()})
-        elif isinstance(row, tuple):
-            values = [_opened(v) for v in row]
-            opened.append(type(row)(*values) if hasattr(row, "_fields") else tuple(values))
-        else:
-            opened.append(_opened(row))
-    return opened
-
-
-def _opening(iterable_class: type) -> type:
-    """``iterable_class`` (a values iterable) with its rows opened a batch at a time."""
-    opening = _OPENING.get(iterable_class)
-    if opening is None:
-
-        def __iter__(self: Any) -> Any:
-            buffer: list[Any] = []
-            for row in cast(Any, iterable_class).__iter__(self):
-                buffer.append(row)
-                if len(buffer) >= BATCH:
-                    yield from open_values(buffer)
-                    buffer = []
-            yield from open_values(buffer)
-
-        opening = _OPENING[iterable_class] = type(
-            f"Opening{iterable_class.__name__}", (iterable_class,), {"__iter__": __iter__}
-        )
-    return opening
-
-
-_OPENING: dict[type, type] = {}
-
-
 class EncryptedQuerySet(models.QuerySet):  # type: ignore[type-arg]
-    """A queryset that opens the encrypted values of each batch of rows with one key query, model
-    instances and ``values()``/``values_list()`` rows alike."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._iterable_class = DecryptingModelIterable
-
-    def values(self, *fields: Any, **expressions: Any) -> Any:
-        clone = super().values(*fields, **expressions)
-        clone._iterable_class = _opening(clone._iterable_class)
-        return clone
-
-    def values_list(self, *fields: Any, flat: bool = False, named: bool = False) -> Any:
-        clone = super().values_list(*fields, flat=flat, named=named)
-        clone._iterable_class = _opening(clone._iterable_class)
-        return clone
+    """The queryset of models with encrypted fields. The decryption in batches of rows is the
+    compilers' (identity.backends.compiler), for every query; this class stays for the models and
+    querysets that build on it."""
 
 
 EncryptedManager = models.Manager.from_queryset(EncryptedQuerySet)
@@ -261,7 +102,6 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
 
     empty_strings_allowed = False
     description = "AES-256-GCM encrypted value"
-    descriptor_class = UnsealingAttribute
 
     def __init__(self, *args: Any, key_field: str = "data_key_id", **kwargs: Any) -> None:
         self.key_field = key_field
@@ -276,7 +116,7 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
 
     @cached_property
     def fast_decode(self) -> Any:
-        """``decode_value``, or a builtin that does the same without a Python call (open_rows)."""
+        """``decode_value``, or a builtin that does the same without a Python call (open_columns)."""
         return self.decode_value
 
     # -- Django plumbing ----------------------------------------------------------------------
@@ -335,8 +175,6 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
             return None
         if isinstance(value, Erased):
             return value.raw
-        if type(value) is Sealed:
-            return value.token  # read but never opened: unchanged
         key_id = getattr(instance, self.key_field)
         if key_id is None:
             raise exceptions.ImproperlyConfigured(
@@ -347,7 +185,7 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
         return envelope.encrypt(self.encode_value(self.to_python(value)), key_id=key_id, context=self.aad_suffix)
 
     def pre_save(self, model_instance: models.Model, add: bool) -> Any:
-        # From __dict__, not the attribute: a value nobody read is written back still sealed.
+        # From __dict__: a value under a destroyed key is written back as it was (Erased keeps it).
         return self.encrypt_for(model_instance, model_instance.__dict__.get(self.attname))
 
     def get_db_prep_value(self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False) -> Any:
@@ -355,8 +193,6 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
             return None
         if isinstance(value, Erased):
             value = value.raw
-        elif type(value) is Sealed:
-            value = value.token
         if not isinstance(value, bytes | memoryview):
             # Only pre_save knows the row, and so the key: QuerySet.update() cannot encrypt.
             raise exceptions.FieldError(
@@ -365,23 +201,11 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
             )
         return connection.Database.Binary(bytes(value))  # type: ignore[attr-defined]
 
-    def get_db_converters(self, connection: BaseDatabaseWrapper) -> list[Any]:
-        # Read by the compiler as a DecryptingModelIterable's query starts: its rows keep the
-        # ciphertext as the driver gave it, and open_rows decrypts them (no call per value here).
-        if id(self) in _BATCHED.get():
-            return []
-        return super().get_db_converters(connection)
-
     def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
         if value is None:
             return None
         token = value if type(value) is bytes else bytes(value)
-        cipher = keystore.peek(token[1:17])
-        if cipher is False:
-            if len(token) < envelope.MIN_LENGTH or token[0] != envelope.VERSION:
-                envelope.check_header(token)  # raises, naming what is wrong
-            return Sealed(token, self)  # opened on first read
-        return self.open_token(token, cipher)
+        return self.open_token(token, keystore.peek(token[1:17]))
 
     def open_token(self, token: bytes, cipher: Any) -> Any:
         """The value of a ciphertext under ``cipher`` (AESGCM; None: shredded; False: not cached,

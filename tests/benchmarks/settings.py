@@ -21,7 +21,7 @@ INSTALLED_APPS = [*INSTALLED_APPS, "encrypted_model_fields", "tests.benchmarks.b
 FIELD_ENCRYPTION_KEY = Fernet.generate_key().decode()
 
 _source = DATABASES["default"]  # noqa: F405
-if _source["ENGINE"] == "django.db.backends.sqlite3":
+if _source["ENGINE"].endswith("sqlite3"):
     _path = os.environ.get("BENCH_SQLITE_PATH") or str(Path(tempfile.mkdtemp(prefix="bench-")) / "bench.sqlite3")
     DATABASES = {"default": {**_source, "NAME": _path}}
     BENCH_SOURCE_DATABASE = None

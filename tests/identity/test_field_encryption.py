@@ -213,8 +213,9 @@ def test_page_of_rows_unwraps_each_key_once(django_assert_num_queries) -> None: 
 
 
 def test_a_page_opens_every_row_whatever_its_key_state(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
-    """The queryset's batch path (fields.open_rows): on one page a subject whose key is cached, one
-    whose key is not, and one whose key was destroyed; the keys not cached come in one query."""
+    """The batch path (identity.backends.compiler, fields.open_columns): on one page a subject whose
+    key is cached, one whose key is not, and one whose key was destroyed; the keys not cached come in
+    one query."""
     cached, uncached, erased = make_vault(), make_vault(), make_vault()
     keystore.shred(erased.data_key_id)
     keystore.clear_cache()
@@ -233,8 +234,8 @@ def test_a_page_opens_every_row_whatever_its_key_state(django_assert_num_queries
 
 
 def test_values_and_values_list_give_plaintext_too() -> None:
-    """values()/values_list() rows have no attribute to open a value on first read: the queryset
-    opens them, their keys in one query, whether or not the keys were cached."""
+    """values()/values_list() rows are opened by the compilers like a model's, their keys in one
+    query, whether or not the keys were cached."""
     vault = make_vault()
     keystore.clear_cache()
     assert list(Vault.objects.filter(pk=vault.pk).values_list("email", flat=True)) == ["listener@example.test"]
@@ -260,19 +261,42 @@ def test_a_page_with_a_value_that_is_no_ciphertext_is_refused(garbage: bytes) ->
     assert Vault.objects.get(pk=good.pk).other_text == "another value"
 
 
-def test_values_not_opened_by_a_queryset_open_on_first_read(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+def test_related_objects_brought_by_select_related_are_opened_with_their_batch(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    """Another model's list that brings its subjects along (select_related): their values come opened,
+    every subject's key in the same one query as the rows' own, whatever the number of rows."""
+    from accounts.models import TotpFactor, User
+    from accounts.services.factors import start_totp
+
+    people = [User.objects.create_user(email=f"p{i}@example.test", password="x" * 20) for i in range(5)]
+    for person in people:
+        start_totp(user=person, name="Phone")
+    keystore.clear_cache()
+    with django_assert_num_queries(2):  # the rows, then every key they need
+        factors = list(TotpFactor.objects.select_related("user").order_by("pk"))
+    assert [f.user.__dict__["email"] for f in factors] == [str(p.email) for p in people]
+    assert all(isinstance(f.__dict__["secret"], str) for f in factors)
+
+
+def test_every_query_opens_its_rows_a_plain_managers_too(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    """identity.backends.compiler: whatever the manager or the model that asks, the row's values come
+    opened, their key fetched once."""
     vault = make_vault()
     keystore.clear_cache()
-    loaded = Vault._base_manager.get(pk=vault.pk)  # a plain manager: no batch opening
-    assert "secret" not in repr(loaded.__dict__["text"])  # sealed, shows nothing
-    with django_assert_num_queries(1):  # the key, once, for every field of the row
-        assert (loaded.text, loaded.email) == ("Ölçü 🎵 secret text", "listener@example.test")
-    # A value nobody read is written back exactly as it was.
+    with django_assert_num_queries(2):  # the row, then its key
+        loaded = Vault._base_manager.get(pk=vault.pk)
+    assert loaded.__dict__["text"] == "Ölçü 🎵 secret text"
+
+
+def test_a_value_converted_outside_the_orm_is_opened_at_once(django_assert_num_queries) -> None:  # type: ignore[no-untyped-def]
+    """A fixed statement's rows converted with the fields' own converters (accounts.services.sessions):
+    each value is decrypted as it is converted; a key not cached is fetched once for the row."""
+    vault = make_vault()
     keystore.clear_cache()
-    untouched = Vault._base_manager.get(pk=vault.pk)
-    before = raw(vault.pk, "doc")
-    untouched.save(update_fields=["doc"])
-    assert raw(vault.pk, "doc") == before
+    text, email = Vault._meta.get_field("text"), Vault._meta.get_field("email")
+    tokens = raw(vault.pk, "text"), raw(vault.pk, "email")
+    with django_assert_num_queries(1):  # the key, for both values
+        assert text.from_db_value(tokens[0], None, connection) == "Ölçü 🎵 secret text"
+        assert email.from_db_value(tokens[1], None, connection) == "listener@example.test"
 
 
 def test_many_keys_created_in_one_transaction_are_not_looked_up_per_value(django_assert_max_num_queries) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,80 @@
+"""Compilers that decrypt encrypted columns a batch of rows at a time, whatever the query.
+
+Django converts every value of a row on its own (``SQLCompiler.apply_converters``), so each
+encrypted value would look its key up, and a key not cached would cost a query per subject. Here
+``get_converters`` takes the encrypted fields' own converter out and marks their columns, and
+``apply_converters`` first opens those columns for ``fields.BATCH`` rows together
+(``fields.open_columns``: the keys not cached in one query), then runs the other converters. This
+covers every query the ORM compiles: a model's rows, a related object's columns brought by
+``select_related``, ``values()``/``values_list()``, ``raw()`` and ``RETURNING``. Django offers no
+hook between fetching rows and converting them, hence these subclasses of its compilers, named by
+the backends of ``identity.backends``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from django.core.exceptions import FieldError
+
+from identity.crypto.fields import BATCH, EncryptedField, open_columns
+
+
+class _Opened(list):  # type: ignore[type-arg]
+    """An encrypted column's converters without its field's own: the column is opened first."""
+
+    def __init__(self, converters: list[Any], field: EncryptedField) -> None:
+        super().__init__(converters)
+        self.field = field
+
+
+def _encrypted(expression: Any) -> EncryptedField | None:
+    try:
+        field = expression.output_field
+    except (AttributeError, FieldError):  # an expression without a single output field: not ours
+        return None
+    return field if isinstance(field, EncryptedField) else None
+
+
+class OpeningCompiler:
+    """Mixed into each of Django's compilers (identity.backends.*.compiler)."""
+
+    def get_converters(self, expressions: list[Any]) -> dict[int, tuple[list[Any], Any]]:
+        converters: dict[int, tuple[list[Any], Any]] = super().get_converters(expressions)  # type: ignore[misc]
+        for position, (functions, expression) in converters.items():
+            field = _encrypted(expression)
+            if field is not None:
+                kept = [f for f in functions if getattr(f, "__self__", None) is not field]
+                converters[position] = (_Opened(kept, field), expression)
+        return converters
+
+    def apply_converters(self, rows: Iterable[Any], converters: dict[int, tuple[list[Any], Any]]) -> Iterator[Any]:
+        opened = {position: c[0].field for position, c in converters.items() if type(c[0]) is _Opened}
+        if not opened:
+            yield from super().apply_converters(rows, converters)  # type: ignore[misc]
+            return
+        rest = {position: c for position, c in converters.items() if c[0]}
+        batch: list[list[Any]] = []
+        for row in rows:
+            batch.append(list(row))
+            if len(batch) >= BATCH:
+                yield from self._converted(batch, opened, rest)
+                batch = []
+        if batch:
+            yield from self._converted(batch, opened, rest)
+
+    def _converted(
+        self, batch: list[list[Any]], opened: dict[int, EncryptedField], rest: dict[int, tuple[list[Any], Any]]
+    ) -> Iterable[Any]:
+        open_columns(batch, opened)
+        if rest:
+            connection = self.connection  # type: ignore[attr-defined]
+            converters = list(rest.items())
+            for row in batch:  # Django's apply_converters, on rows that are lists already
+                for position, (functions, expression) in converters:
+                    value = row[position]
+                    for function in functions:
+                        value = function(value, expression, connection)
+                    row[position] = value
+        return batch
