@@ -30,6 +30,12 @@ LOGGING["root"]["level"] = "WARNING"  # type: ignore[index]  # noqa: F405
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.testapp"]  # noqa: F405
 
+# SQLite test databases in memory, said outright: pytest-django's xdist support names a test database
+# after the file unless the engine is Django's own SQLite one, and ours (identity.backends) is not.
+for _database in DATABASES.values():  # noqa: F405
+    if _database["ENGINE"].endswith("sqlite3"):
+        _database.setdefault("TEST", {}).setdefault("NAME", ":memory:")
+
 # Tasks run in the test process (a test that needs a real worker and broker starts one itself);
 # that worker runs with CELERY_TASK_ALWAYS_EAGER=0.
 CELERY_TASK_ALWAYS_EAGER = os.environ.get("CELERY_TASK_ALWAYS_EAGER", "1") == "1"
