@@ -78,3 +78,13 @@ class OpeningCompiler:
                         value = function(value, expression, connection)
                     row[position] = value
         return batch
+
+
+COMPILERS = ("SQLCompiler", "SQLInsertCompiler", "SQLDeleteCompiler", "SQLUpdateCompiler", "SQLAggregateCompiler")
+
+
+def opening_compilers(django_module: Any, module_name: str) -> tuple[Any, ...]:
+    """Each of a backend's compilers (``COMPILERS``, in that order) with ``OpeningCompiler`` first."""
+    return tuple(
+        type(name, (OpeningCompiler, getattr(django_module, name)), {"__module__": module_name}) for name in COMPILERS
+    )

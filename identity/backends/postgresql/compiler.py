@@ -2,24 +2,8 @@
 
 from django.db.backends.postgresql import compiler as django
 
-from identity.backends.compiler import OpeningCompiler
+from identity.backends.compiler import opening_compilers
 
-
-class SQLCompiler(OpeningCompiler, django.SQLCompiler):
-    pass
-
-
-class SQLInsertCompiler(OpeningCompiler, django.SQLInsertCompiler):
-    pass
-
-
-class SQLDeleteCompiler(OpeningCompiler, django.SQLDeleteCompiler):
-    pass
-
-
-class SQLUpdateCompiler(OpeningCompiler, django.SQLUpdateCompiler):
-    pass
-
-
-class SQLAggregateCompiler(OpeningCompiler, django.SQLAggregateCompiler):
-    pass
+SQLCompiler, SQLInsertCompiler, SQLDeleteCompiler, SQLUpdateCompiler, SQLAggregateCompiler = opening_compilers(
+    django, __name__
+)
