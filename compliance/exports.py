@@ -9,9 +9,10 @@ so a copy on disk or in a backup is unreadable once the subject's key is destroy
 flat: records are streamed from the systems to the parts, and from the parts into the ZIP.
 
 The text of the files is made when the parts are written (``_Part``), a batch of up to
-``EXPORT_BATCH`` records at a time, while the database sends the next rows: a part is a pair of
-files, ``.json.enc`` (the category's JSON objects) and ``.csv.enc`` (its CSV rows, batch by batch,
-each batch after a line naming its source, columns, count and length). The ZIP is then little more
+``EXPORT_BATCH`` records at a time, while the database sends the next rows: a part is three files,
+``.json.enc`` (the category's JSON objects), ``.csv.enc`` (its CSV rows, batch by batch, each batch
+after a line naming its source, columns, count and length) and ``.index.enc`` (the count, and each
+source with its columns, for the CSV's header). The ZIP is then little more
 than a copy, compressed with zlib-ng (the same DEFLATE format as zlib, two to three times faster).
 From a COPY (``SqlDataSystem.export_copy``) a batch is COPY's text as the server sent it, unparsed
 until then: a tab, then every value followed by a tab (``_CopyBatch`` reads it). Each column's text
@@ -247,9 +248,8 @@ class _Part:
 
     def close(self) -> None:
         """Write the index, close the files (the caller renames them into place)."""
-        if not self.index_file.closed:
-            sections = [{"source": source, "columns": list(columns)} for source, columns in self.sections]
-            self.index_file.write(_ENCODE({"count": self.count, "sections": sections}).encode("utf-8"))
+        sections = [{"source": source, "columns": list(columns)} for source, columns in self.sections]
+        self.index_file.write(_ENCODE({"count": self.count, "sections": sections}).encode("utf-8"))
         for file in (self.json_file, self.csv_file, self.index_file):
             file.close()
 

@@ -419,12 +419,9 @@ MIXED_DATASET = {
             "order_by": ["id"],
         },
         {  # jsonb: through the named cursor, into the same part as the COPY text
-            "name": "odd_json",
-            "identity": {"column": "user_id", "matches": "user_id", "category": "account"},
+            **next(t for t in ODD_DATASET["tables"] if t["name"] == "odd_json"),
             "category": "usage",
             "personal_fields": {"doc": "usage", "label": "usage"},
-            "other_fields": ["id"],
-            "erasure": {"action": "delete_row"},
         },
     ],
 }
