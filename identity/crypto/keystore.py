@@ -347,10 +347,11 @@ def cipher_for_decrypt(key_id: uuid.UUID) -> AESGCM | None:
     entry = _cache.get(key_id.bytes)
     if entry is not None:
         return entry.cipher
-    row = _load(key_id)
-    if row is None:
+    rows = _key_rows([key_id])  # the page's key statement: prepared on PostgreSQL, no ORM compiling
+    if not rows:
         raise UnknownKeyError(f"data key {key_id} does not exist in the key store")
-    cipher = _cipher_from_row(row)
+    _, kek_id, wrapped = rows[0]
+    cipher = None if wrapped is None else AESGCM(unwrap(wrapped, key_id=key_id, kek_id=kek_id))
     _remember(key_id, cipher)
     return cipher
 
