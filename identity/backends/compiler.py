@@ -18,7 +18,7 @@ from typing import Any
 
 from django.core.exceptions import FieldError
 
-from identity.crypto.fields import BATCH, EncryptedField, open_columns
+from identity.crypto.fields import BATCH, EncryptedField, open_columns, seal_columns
 
 
 class _Opened(list):  # type: ignore[type-arg]
@@ -80,11 +80,46 @@ class OpeningCompiler:
         return batch
 
 
+class SealingInsertCompiler:
+    """Mixed into Django's insert compiler: the encrypted columns of every row of the INSERT are
+    encrypted together (``fields.seal_columns``: a subject's key looked up once per row, the nonces
+    of the batch read at once) before Django builds the rows, which then take the ciphertexts as they
+    are. Django asks each field's ``pre_save`` value by value; for a ``bulk_create`` of 500 users
+    that was seven key lookups and seven reads of the random source per user."""
+
+    _sealed: dict[int, dict[int, bytes | None]]
+
+    def as_sql(self) -> Any:
+        query = self.query  # type: ignore[attr-defined]
+        self._sealed = {}
+        if query.fields and not query.raw:
+            encrypted = [f for f in query.fields if isinstance(f, EncryptedField)]
+            if encrypted:
+                self._sealed = seal_columns(query.objs, encrypted)
+        return super().as_sql()  # type: ignore[misc]
+
+    def pre_save_val(self, field: Any, obj: Any) -> Any:
+        sealed = self._sealed.get(id(field))
+        if sealed is None:
+            return super().pre_save_val(field, obj)  # type: ignore[misc]
+        return sealed[id(obj)]
+
+    def prepare_value(self, field: Any, value: Any) -> Any:
+        if type(value) is bytes and id(field) in self._sealed:
+            return value  # a ciphertext: both drivers take bytes for a binary column
+        return super().prepare_value(field, value)  # type: ignore[misc]
+
+
 COMPILERS = ("SQLCompiler", "SQLInsertCompiler", "SQLDeleteCompiler", "SQLUpdateCompiler", "SQLAggregateCompiler")
 
 
 def opening_compilers(django_module: Any, module_name: str) -> tuple[Any, ...]:
-    """Each of a backend's compilers (``COMPILERS``, in that order) with ``OpeningCompiler`` first."""
-    return tuple(
-        type(name, (OpeningCompiler, getattr(django_module, name)), {"__module__": module_name}) for name in COMPILERS
-    )
+    """Each of a backend's compilers (``COMPILERS``, in that order) with ``OpeningCompiler`` first,
+    and the insert compiler with ``SealingInsertCompiler`` before it."""
+    compilers = []
+    for name in COMPILERS:
+        bases: tuple[type, ...] = (OpeningCompiler, getattr(django_module, name))
+        if name == "SQLInsertCompiler":
+            bases = (SealingInsertCompiler, *bases)
+        compilers.append(type(name, bases, {"__module__": module_name}))
+    return tuple(compilers)

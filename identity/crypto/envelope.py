@@ -23,11 +23,11 @@ from identity.crypto import keystore
 from identity.crypto.errors import DecryptionError, UnsupportedFormatError
 
 VERSION = 1
-_VERSION_BYTE = bytes([VERSION])
+VERSION_BYTE = bytes([VERSION])
 _HEADER = 1 + 16
-_NONCE = 12
+NONCE = 12
 _TAG = 16
-MIN_LENGTH = _HEADER + _NONCE + _TAG
+MIN_LENGTH = _HEADER + NONCE + _TAG
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ def check_header(token: bytes) -> None:
 def encrypt(plaintext: bytes, *, key_id: uuid.UUID, context: str | bytes) -> bytes:
     aad_suffix = context if isinstance(context, bytes) else context.encode()
     cipher = keystore.cipher_for_encrypt(key_id)
-    header = _VERSION_BYTE + key_id.bytes
-    nonce = os.urandom(_NONCE)
+    header = VERSION_BYTE + key_id.bytes
+    nonce = os.urandom(NONCE)
     return header + nonce + cipher.encrypt(nonce, plaintext, header + aad_suffix)
 
 
@@ -78,9 +78,7 @@ def open_with(cipher: AESGCM | None, token: bytes, aad_suffix: bytes) -> bytes |
     if cipher is None:
         return Erased(token)
     try:
-        return cipher.decrypt(
-            token[_HEADER : _HEADER + _NONCE], token[_HEADER + _NONCE :], token[:_HEADER] + aad_suffix
-        )
+        return cipher.decrypt(token[_HEADER : _HEADER + NONCE], token[_HEADER + NONCE :], token[:_HEADER] + aad_suffix)
     except InvalidTag:
         where = aad_suffix.decode(errors="replace")
         raise DecryptionError(

@@ -33,8 +33,9 @@ from identity.models import SubjectKey
 _NONCE = 12
 
 
-def _wrap_aad(key_id: uuid.UUID, kek_id: str) -> bytes:
-    return b"identity.subjectkey\x00" + key_id.bytes + b"\x00" + kek_id.encode()
+def _wrap_aad(key_id: uuid.UUID | bytes, kek_id: str) -> bytes:
+    raw = key_id if type(key_id) is bytes else key_id.bytes  # type: ignore[union-attr]
+    return b"identity.subjectkey\x00" + raw + b"\x00" + kek_id.encode()
 
 
 def wrap(dek: bytes, *, key_id: uuid.UUID, kek_id: str | None = None) -> tuple[str, bytes]:
@@ -43,14 +44,15 @@ def wrap(dek: bytes, *, key_id: uuid.UUID, kek_id: str | None = None) -> tuple[s
     return kek_id, nonce + kek_cipher(kek_id).encrypt(nonce, dek, _wrap_aad(key_id, kek_id))
 
 
-def unwrap(wrapped: bytes | memoryview, *, key_id: uuid.UUID, kek_id: str) -> bytes:
+def unwrap(wrapped: bytes | memoryview, *, key_id: uuid.UUID | bytes, kek_id: str) -> bytes:
     wrapped = bytes(wrapped)
     kek = kek_cipher(kek_id)
     try:
         return kek.decrypt(wrapped[:_NONCE], wrapped[_NONCE:], _wrap_aad(key_id, kek_id))
     except InvalidTag:
+        named = key_id if isinstance(key_id, uuid.UUID) else uuid.UUID(bytes=key_id)
         raise KeyUnwrapError(
-            f"data key {key_id} could not be unwrapped with key-encryption key {kek_id!r}: "
+            f"data key {named} could not be unwrapped with key-encryption key {kek_id!r}: "
             "the configured key material is not the one it was wrapped with"
         ) from None
 
@@ -201,28 +203,27 @@ def _cipher_from_row(row: SubjectKey) -> AESGCM | None:
 
 
 def load_keys(key_ids: Iterable[bytes]) -> None:
-    """Unwrap and cache, in one query, every key among ``key_ids`` that is not cached yet.
-
-    Ids that do not exist stay uncached: reading a value under one raises UnknownKeyError then.
-    """
-    missing = {kid for kid in key_ids if _cache.get(kid) is None}
+    """Unwrap and cache, in one query, every key among ``key_ids`` (raw 16-byte ids) that is not
+    cached yet. Ids that do not exist stay uncached: reading a value under one raises
+    UnknownKeyError then."""
+    missing = [kid for kid in dict.fromkeys(key_ids) if _cache.get(kid) is None]
     if not missing:
         return
     found = []
-    for key_id, kek_id, wrapped in _key_rows([uuid.UUID(bytes=kid) for kid in missing]):
-        cipher = None if wrapped is None else AESGCM(unwrap(wrapped, key_id=key_id, kek_id=kek_id))
-        found.append((key_id.bytes, cipher))
+    for kid, kek_id, wrapped in _key_rows(missing):
+        found.append((kid, None if wrapped is None else AESGCM(unwrap(wrapped, key_id=kid, kek_id=kek_id))))
     _cache.put_many(found, _current_batch(_db_alias()))
 
 
-def _key_rows(ids: list[uuid.UUID]) -> list[tuple[Any, str, Any]]:
-    """(id, KEK id, wrapped key) of the rows among ``ids``. On PostgreSQL one fixed statement with
-    the ids as one array parameter, prepared once (``identity.db.fixed_cursor``), whatever their
-    number: a cold page of 100 people asked the ORM to compile, and the server to plan, an ``IN``
-    of 100 parameters every time."""
+def _key_rows(ids: list[bytes]) -> list[tuple[bytes, str, bytes | None]]:
+    """(raw id, KEK id, wrapped key) of the rows among the raw 16-byte ``ids``: the cold page's key
+    read, kept to the bytes it needs (no UUID objects made or parsed). On PostgreSQL one fixed
+    statement with the ids as one array parameter, prepared once (``identity.db.fixed_cursor``),
+    whatever their number: a cold page of 100 people asked the ORM to compile, and the server to
+    plan, an ``IN`` of 100 parameters every time. SQLite keeps a UUID as its 32 hex digits (the
+    field's own conversion), one placeholder per id."""
     alias = _db_alias()
     connection = connections[alias]
-    postgres = connection.vendor == "postgresql"
     select = _KEYS_SQL.get(alias)
     if select is None:
         q = connection.ops.quote_name
@@ -234,17 +235,15 @@ def _key_rows(ids: list[uuid.UUID]) -> list[tuple[Any, str, Any]]:
             f"SELECT {id_column}, {kek_column}, {wrapped_column} FROM {q(SubjectKey._meta.db_table)} "  # noqa: S608
             f"WHERE {id_column} "
         )
-    if postgres:
+    hexes = [kid.hex() for kid in ids]
+    if connection.vendor == "postgresql":
         with fixed_cursor(alias) as cursor:
-            cursor.execute(select + "= ANY(%s)", [ids])
-            return [(key_id, kek_id, None if wrapped is None else bytes(wrapped)) for key_id, kek_id, wrapped in cursor]
-    # SQLite keeps a UUID as its 32 hex digits (the field's own conversion); one placeholder per id.
-    id_field = SubjectKey._meta.get_field("id")
-    params = [id_field.get_db_prep_value(key_id, connection) for key_id in ids]
+            cursor.execute(select + "= ANY(%s::uuid[])", [hexes])
+            return [(kid.bytes, kek, None if wrapped is None else bytes(wrapped)) for kid, kek, wrapped in cursor]
     with connection.cursor() as cursor:
-        cursor.execute(select + "IN (" + ", ".join(["%s"] * len(params)) + ")", params)
+        cursor.execute(select + "IN (" + ", ".join(["%s"] * len(hexes)) + ")", hexes)
         return [
-            (key_id if isinstance(key_id, uuid.UUID) else uuid.UUID(key_id), kek_id, wrapped)
+            (bytes.fromhex(key_id) if type(key_id) is str else uuid.UUID(str(key_id)).bytes, kek_id, wrapped)
             for key_id, kek_id, wrapped in cursor.fetchall()
         ]
 
@@ -271,30 +270,39 @@ def create_key(key_id: uuid.UUID | None = None) -> uuid.UUID:
 def ensure_keys(key_ids: Iterable[uuid.UUID]) -> int:
     """Create the DEKs among ``key_ids`` that do not exist yet, with one statement per 1,000 keys
     (``INSERT ... ON CONFLICT (id) DO NOTHING RETURNING id``: a key that exists, or that another
-    process makes at the same moment, is left as it is and not cached). Returns how many it made."""
+    process makes at the same moment, is left as it is and not cached). Returns how many it made.
+
+    The batch's keys and their wrapping nonces are one read of the random source; the parameters are
+    those the fields' own conversions give (a UUID as its 32 hex digits where the database has no
+    UUID type), the time converted once for the batch."""
     alias = _db_alias()
     connection = connections[alias]
     if not connection.features.can_return_rows_from_bulk_insert:
         raise ImproperlyConfigured("the key store needs INSERT ... RETURNING: PostgreSQL, or SQLite 3.35 or later")
     wanted = list(dict.fromkeys(key_ids))
-    fields = [_key_field(name) for name in _KEY_COLUMNS]
-    now = timezone.now()
+    native_uuid = connection.features.has_native_uuid_field
+    kek_id = keyring().current_id
+    kek = kek_cipher(kek_id)
+    now = _key_field("created_at").get_db_prep_save(timezone.now(), connection)
     made: list[tuple[bytes, AESGCM | None]] = []
     for start in range(0, len(wanted), 1000):
         chunk = wanted[start : start + 1000]
-        ciphers: dict[uuid.UUID, AESGCM] = {}
+        deks: dict[bytes, bytes] = {}
         params: list[Any] = []
+        randomness = os.urandom((32 + _NONCE) * len(chunk))
+        at = 0
         for key_id in chunk:
-            dek = AESGCM.generate_key(bit_length=256)
-            kek_id, wrapped = wrap(dek, key_id=key_id)
-            ciphers[key_id] = AESGCM(dek)
-            row = (key_id, kek_id, wrapped, now)
-            params.extend(field.get_db_prep_save(value, connection) for field, value in zip(fields, row, strict=True))
+            raw = key_id.bytes
+            dek, nonce = randomness[at : at + 32], randomness[at + 32 : at + 32 + _NONCE]
+            at += 32 + _NONCE
+            deks[raw] = dek
+            wrapped = nonce + kek.encrypt(nonce, dek, _wrap_aad(raw, kek_id))
+            params += (key_id if native_uuid else key_id.hex, kek_id, wrapped, now)
         with connection.cursor() as cursor:
             cursor.execute(_insert_keys_sql(connection, len(chunk)), params)
             for (inserted,) in cursor.fetchall():
-                key_id = inserted if isinstance(inserted, uuid.UUID) else uuid.UUID(inserted)
-                made.append((key_id.bytes, ciphers[key_id]))
+                raw = inserted.bytes if isinstance(inserted, uuid.UUID) else bytes.fromhex(inserted)
+                made.append((raw, AESGCM(deks[raw])))
     _cache.put_many(made, _current_batch(alias))
     return len(made)
 
@@ -347,7 +355,7 @@ def cipher_for_decrypt(key_id: uuid.UUID) -> AESGCM | None:
     entry = _cache.get(key_id.bytes)
     if entry is not None:
         return entry.cipher
-    rows = _key_rows([key_id])  # the page's key statement: prepared on PostgreSQL, no ORM compiling
+    rows = _key_rows([key_id.bytes])  # the page's key statement: prepared on PostgreSQL, no ORM compiling
     if not rows:
         raise UnknownKeyError(f"data key {key_id} does not exist in the key store")
     _, kek_id, wrapped = rows[0]
