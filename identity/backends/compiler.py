@@ -85,29 +85,35 @@ class SealingInsertCompiler:
     encrypted together (``fields.seal_columns``: a subject's key looked up once per row, the nonces
     of the batch read at once) before Django builds the rows, which then take the ciphertexts as they
     are. Django asks each field's ``pre_save`` value by value; for a ``bulk_create`` of 500 users
-    that was seven key lookups and seven reads of the random source per user."""
+    that was seven key lookups and seven reads of the random source per user.
 
-    _sealed: dict[int, dict[int, bytes | None]]
+    Only an INSERT with encrypted columns has its ``pre_save_val`` and ``prepare_value`` replaced,
+    for that compiler alone, by closures over the sealed values: the INSERT of any other model runs
+    Django's own methods, with no call added per value."""
 
     def as_sql(self) -> Any:
         query = self.query  # type: ignore[attr-defined]
-        self._sealed = {}
         if query.fields and not query.raw:
             encrypted = [f for f in query.fields if isinstance(f, EncryptedField)]
             if encrypted:
-                self._sealed = seal_columns(query.objs, encrypted)
+                self._use_sealed(seal_columns(query.objs, encrypted))
         return super().as_sql()  # type: ignore[misc]
 
-    def pre_save_val(self, field: Any, obj: Any) -> Any:
-        sealed = self._sealed.get(id(field))
-        if sealed is None:
-            return super().pre_save_val(field, obj)  # type: ignore[misc]
-        return sealed[id(obj)]
+    def _use_sealed(self, sealed: dict[int, dict[int, bytes | None]]) -> None:
+        django_pre_save_val = getattr(self, "pre_save_val")  # noqa: B009 - Django's, set on this instance below
+        django_prepare_value = getattr(self, "prepare_value")  # noqa: B009
 
-    def prepare_value(self, field: Any, value: Any) -> Any:
-        if type(value) is bytes and id(field) in self._sealed:
-            return value  # a ciphertext: both drivers take bytes for a binary column
-        return super().prepare_value(field, value)  # type: ignore[misc]
+        def pre_save_val(field: Any, obj: Any) -> Any:
+            column = sealed.get(id(field))
+            return django_pre_save_val(field, obj) if column is None else column[id(obj)]
+
+        def prepare_value(field: Any, value: Any) -> Any:
+            if type(value) is bytes and id(field) in sealed:
+                return value  # a ciphertext: both drivers take bytes for a binary column
+            return django_prepare_value(field, value)
+
+        setattr(self, "pre_save_val", pre_save_val)  # noqa: B010 - on this compiler alone
+        setattr(self, "prepare_value", prepare_value)  # noqa: B010
 
 
 COMPILERS = ("SQLCompiler", "SQLInsertCompiler", "SQLDeleteCompiler", "SQLUpdateCompiler", "SQLAggregateCompiler")

@@ -358,12 +358,17 @@ class EncryptedDateField(EncryptedField):
         return super().formfield(**{"form_class": forms.DateField, **kwargs})
 
 
+# The document as stored: compact, keys sorted, UTF-8. One encoder for every value (json.dumps with
+# these options builds a new one per call).
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
 class EncryptedJSONField(EncryptedField):
     description = "AES-256-GCM encrypted JSON document"
 
     def encode_value(self, value: Any) -> bytes:
         try:
-            return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode("utf-8")
+            return _JSON.encode(value).encode("utf-8")
         except (TypeError, ValueError) as exc:
             raise exceptions.ValidationError(
                 f"{self.name} holds a value that is not JSON-serialisable", code="invalid_json"
