@@ -297,6 +297,18 @@ def write_parts(
     return {category: part.count for category, part in parts.items()}
 
 
+def count_records(records: Iterable[Record | RecordBatch | CopyBatch]) -> dict[str, int]:
+    """What ``write_parts`` would report for ``records``, with nothing written: a request for the
+    categories only (REGULATIONS.md C-12) gets the number of records per category, so no copy of
+    the records themselves is made for it, not even an encrypted one (GDPR Art. 5(1)(c))."""
+    counts: dict[str, int] = {}
+    for item in records:
+        count = item.count if isinstance(item, CopyBatch | RecordBatch) else 1
+        if count:
+            counts[item.category] = counts.get(item.category, 0) + count
+    return counts
+
+
 def _new_part(request_id: uuid.UUID, system: str, key_id: uuid.UUID, category: str) -> _Part:
     context = part_context(request_id, system, category)
     finals = {kind: part_path(request_id, system, category, f".{kind}.enc") for kind in ("csv", "index", "json")}
@@ -731,20 +743,22 @@ def assemble(
     earlier versions are made into text here. ``expected``, the records per category the systems
     reported writing: any other count raises IncompleteExport and keeps no ZIP, never a ZIP with
     data missing. Without ``specific_pieces`` (a CCPA request for the categories only, REGULATIONS.md
-    C-12) the ZIP holds the information and the number of records per category, not the records.
+    C-12) the ZIP holds the information and ``expected``, the number of records per category the
+    systems counted (``count_records``), and no record: no part was written for it.
     A failure leaves the parts for the next try."""
     final = export_root() / str(request_id) / f"export-{uuid.uuid4().hex}.zip.enc"
+    final.parent.mkdir(parents=True, exist_ok=True)  # no part made it (a request for the categories only)
     writer = EncryptedWriter(final, key_id=key_id, context=f"compliance.export.{request_id}")
     handoff = _Handoff(writer)
     counts: dict[str, int] = {}
     parts = _parts_by_category(request_id)
     try:
         with zipfile.ZipFile(handoff, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=ZIP_LEVEL) as archive:
-            for category, sources in sorted(parts.items()):
-                if specific_pieces:
+            if specific_pieces:
+                for category, sources in sorted(parts.items()):
                     counts[category] = _add_category(archive, handoff, category, sources)
-                else:
-                    counts[category] = sum(_count(source) for source in sources)
+            else:  # the systems counted their records and wrote no part (count_records)
+                counts = {category: count for category, count in sorted((expected or {}).items()) if count}
             info = art15_information(descriptions, specific_pieces=specific_pieces)
             info["record_counts"] = counts
             archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))
@@ -763,13 +777,6 @@ def assemble(
             for path in source.files():
                 path.unlink(missing_ok=True)
     return final, final.stat().st_size
-
-
-def _count(source: _Source) -> int:
-    """A part's number of records, without making its text."""
-    if source.rendered:
-        return int(source.index()["count"])
-    return sum(batch.count for batch in _part_batches(source.path, source.context))
 
 
 def _add_category(archive: zipfile.ZipFile, handoff: _Handoff, category: str, sources: list[_Source]) -> int:

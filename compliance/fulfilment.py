@@ -148,7 +148,10 @@ def execute(run: SystemRun) -> bool:
         return False
     if run.action == SystemRun.Action.EXPORT:
         records = exports.records_of(system, subject)
-        run.counts = exports.write_parts(run.request.pk, system.name, subject.data_key_id, records)
+        if run.request.kind == PrivacyRequest.Kind.ACCESS_CATEGORIES:
+            run.counts = exports.count_records(records)  # C-12: counts, and no copy of the records
+        else:
+            run.counts = exports.write_parts(run.request.pk, system.name, subject.data_key_id, records)
     else:
         result = system.erase(subject)
         run.counts = result.counts
@@ -396,7 +399,10 @@ def complete_from_callback(*, system_name: str, data: dict[str, Any]) -> SystemR
                 Record(category=category, source=f"{system_name}.{source}", values=values)
                 for category, source, values in _callback_records(data.get("records", []))
             ]
-            run.counts = exports.write_parts(run.request.pk, system_name, subject.data_key_id, iter(records))
+            if run.request.kind == PrivacyRequest.Kind.ACCESS_CATEGORIES:
+                run.counts = exports.count_records(records)  # C-12: counts, and no copy of the records
+            else:
+                run.counts = exports.write_parts(run.request.pk, system_name, subject.data_key_id, iter(records))
         else:
             run.counts = {str(k): int(v) for k, v in dict(data.get("counts", {})).items()}
             run.kept = list(data.get("kept", []))

@@ -96,6 +96,28 @@ def test_a_request_for_the_categories_only_gets_the_categories_and_counts_not_th
     assert b"not included" in archive.read("index.html")
 
 
+def test_a_request_for_the_categories_only_makes_no_copy_of_the_records_c12(  # type: ignore[no-untyped-def]
+    alice, django_capture_on_commit_callbacks, monkeypatch
+) -> None:
+    """C-12 and data minimisation (GDPR Art. 5(1)(c)): the systems count the subject's records and
+    write no export part, not even an encrypted one; the answer's counts are theirs."""
+
+    def no_parts(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a request for the categories only wrote an export part")
+
+    monkeypatch.setattr(exports, "write_parts", no_parts)
+    request = fulfilled(alice, "access_categories", django_capture_on_commit_callbacks)
+    counted: dict[str, int] = {}
+    for run in SystemRun.objects.filter(request=request):
+        for category, count in run.counts.items():
+            counted[category] = counted.get(category, 0) + count
+    info = json.loads(open_zip(request).read("about-this-export.json"))
+    assert info["record_counts"] == {k: v for k, v in sorted(counted.items()) if v}
+    assert info["record_counts"]["contact"] >= 1
+    parts = Path(exports.export_root()) / str(request.pk) / "parts"
+    assert not parts.exists() or not any(parts.iterdir())
+
+
 def test_what_is_never_disclosed_is_named_and_not_given_c11(alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
     """CCR §7024(d): the password and the second-factor secrets are held but never disclosed; the
     export says they were collected and holds no trace of them."""

@@ -100,6 +100,26 @@ def test_an_export_waits_for_the_service_and_includes_what_it_sends(
     assert {"source": "recommendations.profile", "values": {"favourite_genre": "jazz"}} in usage
 
 
+def test_a_request_for_the_categories_only_counts_what_the_service_sends_and_keeps_none_of_it_c12(
+    service, alice, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    request = start(alice, "access_categories", django_capture_on_commit_callbacks)
+    sent = json.loads(service[0]["body"])
+    records = [{"category": "usage", "source": "profile", "values": {"favourite_genre": g}} for g in ("jazz", "soul")]
+    assert callback({"run": sent["run"], "status": "done", "records": records}).status_code == 204
+    request.refresh_from_db()
+    assert request.status == "completed"
+    assert SystemRun.objects.get(pk=sent["run"]).counts == {"usage": 2}
+    parts = Path(exports.export_root()) / str(request.pk) / "parts"
+    assert not parts.exists() or not list(parts.glob("recommendations__*"))
+    export = ExportFile.objects.get(request=request)
+    archive = zipfile.ZipFile(
+        io.BytesIO(b"".join(exports.read_encrypted(Path(export.path), context=f"compliance.export.{request.pk}")))
+    )
+    assert json.loads(archive.read("about-this-export.json"))["record_counts"]["usage"] == 2
+    assert all(b"jazz" not in archive.read(name) for name in archive.namelist())
+
+
 @pytest.mark.parametrize(
     ("records", "message"),
     [
