@@ -94,7 +94,14 @@ class SealingInsertCompiler:
     def as_sql(self) -> Any:
         query = self.query  # type: ignore[attr-defined]
         if query.fields and not query.raw:
-            encrypted = [f for f in query.fields if isinstance(f, EncryptedField)]
+            # A field class with its own pre_save or encrypt_for keeps them: value by value, as Django asks.
+            encrypted = [
+                f
+                for f in query.fields
+                if isinstance(f, EncryptedField)
+                and type(f).pre_save is EncryptedField.pre_save
+                and type(f).encrypt_for is EncryptedField.encrypt_for
+            ]
             if encrypted:
                 self._use_sealed(seal_columns(query.objs, encrypted))
         return super().as_sql()  # type: ignore[misc]

@@ -192,3 +192,28 @@ def test_a_row_without_a_data_key_is_refused_before_anything_is_written() -> Non
         Vault.objects.bulk_create(rows)
     assert Vault.objects.count() == 0
     assert not SubjectKey.objects.filter(pk=rows[0].data_key_id).exists()
+
+
+def test_a_field_class_with_its_own_pre_save_keeps_it_on_insert() -> None:
+    """A subclass that does something in ``pre_save`` (here, trimming) is asked value by value, as
+    Django does: the batch path only takes the fields whose saving it reproduces."""
+    from identity.crypto.fields import EncryptedTextField
+
+    field = Vault._meta.get_field("other_text")
+    calls: list[str] = []
+
+    class Trimming(EncryptedTextField):
+        def pre_save(self, model_instance, add):  # type: ignore[no-untyped-def]
+            calls.append(self.attname)
+            setattr(model_instance, self.attname, getattr(model_instance, self.attname).strip())
+            return super().pre_save(model_instance, add)
+
+    original = field.__class__
+    field.__class__ = Trimming
+    try:
+        rows = [*bulk(2), Vault.objects.create(**{**VALUES, "other_text": "  padded  "})]
+    finally:
+        field.__class__ = original
+    assert calls == ["other_text"] * 3
+    assert Vault.objects.get(pk=rows[2].pk).other_text == "padded"
+    assert Vault.objects.get(pk=rows[0].pk).other_text == "another value"
