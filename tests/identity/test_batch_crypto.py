@@ -19,17 +19,17 @@ import uuid
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connection, transaction
+from django.db import transaction
 
 from identity.crypto import envelope, keystore
 from identity.crypto.envelope import Erased
 from identity.crypto.errors import DecryptionError, KeyShreddedError, UnknownKeyError, UnsupportedFormatError
 from identity.models import SubjectKey
+from tests.identity.vault_columns import raw, write_raw
 from tests.testapp.models import Vault
 
 pytestmark = pytest.mark.django_db
 
-TABLE = Vault._meta.db_table
 COLUMNS = ("text", "other_text", "email", "day", "doc")
 VALUES = {
     "text": "Ölçü 🎵 secret text",
@@ -38,17 +38,6 @@ VALUES = {
     "day": datetime.date(2012, 2, 29),
     "doc": {"genres": ["jazz", "metal"], "n": 3},
 }
-
-
-def raw(pk: int, column: str) -> bytes:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {connection.ops.quote_name(column)} FROM {TABLE} WHERE id = %s", [pk])
-        return bytes(cursor.fetchone()[0])
-
-
-def write_raw(pk: int, column: str, value: bytes) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {TABLE} SET {connection.ops.quote_name(column)} = %s WHERE id = %s", [value, pk])
 
 
 def bulk(n: int) -> list[Vault]:

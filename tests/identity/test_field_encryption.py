@@ -25,25 +25,10 @@ from identity.crypto.errors import (
     UnsupportedFormatError,
 )
 from identity.models import SubjectKey
+from tests.identity.vault_columns import raw, write_raw
 from tests.testapp.models import Vault
 
 pytestmark = pytest.mark.django_db
-
-TABLE = Vault._meta.db_table
-
-
-def raw(pk: int, column: str) -> bytes:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {connection.ops.quote_name(column)} FROM {TABLE} WHERE id = %s", [pk])
-        return bytes(cursor.fetchone()[0])
-
-
-def write_raw(pk: int, column: str, value: bytes) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {TABLE} SET {connection.ops.quote_name(column)} = %s WHERE id = %s",
-            [value, pk],
-        )
 
 
 def make_vault() -> Vault:
