@@ -53,6 +53,12 @@ class Purpose:
     legal_basis: str
     default: bool = False
     sale_sharing: bool = False  # a "sale" or "sharing" under CCPA §1798.140: opt-out, two-step opt-in
+    # For a sale or sharing, what the right to know must name (§1798.115(a), REGULATIONS.md C-09):
+    # "sale" or "sharing", the categories of personal information (registry codes) and the
+    # categories of third parties they go to.
+    disclosure: str = ""
+    categories: tuple[str, ...] = ()
+    third_parties: tuple[str, ...] = ()
     sensitive: bool = False  # use of sensitive personal information (CCPA §1798.121): limit
     direct_marketing: bool = False  # an objection is absolute (GDPR Art. 21(2)-(3))
 
@@ -97,6 +103,9 @@ PURPOSES: dict[str, Purpose] = {
             "California law this is 'sharing'.",
             LawfulBasis.CONSENT,
             sale_sharing=True,
+            disclosure="sharing",
+            categories=("usage",),
+            third_parties=("advertising partners (ad networks that choose the ads you hear)",),
         ),
         Purpose(
             "partner_insights",
@@ -105,6 +114,9 @@ PURPOSES: dict[str, Purpose] = {
             "California law this is a 'sale'.",
             LawfulBasis.CONSENT,
             sale_sharing=True,
+            disclosure="sale",
+            categories=("usage",),
+            third_parties=("record labels and music-industry partners (aggregated listening insights)",),
         ),
         Purpose(
             "sensitive_inferences",
@@ -172,6 +184,35 @@ def current(user: Any) -> dict[str, Choice]:
         name: Choice(name, latest[name].granted if name in latest else p.default, latest.get(name))
         for name, p in PURPOSES.items()
     }
+
+
+def sold_or_shared(user: Any, *, until: datetime.datetime) -> list[dict[str, Any]]:
+    """What the right to know must say was sold or shared about the listener (CCPA §1798.115(a),
+    REGULATIONS.md C-09): per sale or sharing purpose the listener ever allowed, "sale" or
+    "sharing", the categories of personal information and of third parties, and the periods (from
+    the ledger, up to ``until``) in which they allowed it. Nothing is sold or shared without an
+    opt-in (G-03, C-22), so a purpose never allowed is not listed. One query."""
+    periods: dict[str, list[dict[str, str | None]]] = {name: [] for name in SALE_SHARING}
+    ledger = ConsentRecord.objects.filter(subject=user, purpose__in=SALE_SHARING, recorded_at__lte=until)
+    for record in ledger.order_by("recorded_at", "id"):
+        spans = periods[record.purpose]
+        open_span = bool(spans) and spans[-1]["until"] is None
+        if record.granted and not open_span:
+            spans.append({"from": record.recorded_at.isoformat(), "until": None})
+        elif not record.granted and open_span:
+            spans[-1]["until"] = record.recorded_at.isoformat()
+    return [
+        {
+            "purpose": name,
+            "label": PURPOSES[name].label,
+            "disclosure": PURPOSES[name].disclosure,
+            "categories": list(PURPOSES[name].categories),
+            "third_parties": list(PURPOSES[name].third_parties),
+            "periods": spans,
+        }
+        for name, spans in periods.items()
+        if spans
+    ]
 
 
 def opted_out_of_sale_sharing(user: Any) -> bool:

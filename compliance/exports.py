@@ -614,6 +614,14 @@ def art15_information(descriptions: list[Description], *, specific_pieces: bool 
         "international_transfers": "Data is processed in the EU; processors outside it are bound by standard "
         "contractual clauses (GDPR Art. 46).",
         "systems": [{"name": d.name, "categories": list(d.categories)} for d in descriptions],
+        # CCPA §1798.115(a)(3) (C-09): the categories each system discloses for a business purpose,
+        # and to whom; what was sold or shared about the subject is theirs (assemble: sold_or_shared).
+        "disclosed_for_business_purpose": [
+            {"system": d.name, "categories": list(d.categories), "recipients": list(d.recipients)}
+            for d in descriptions
+            if d.recipients
+        ],
+        "sold_or_shared": [],
         "lawful_basis_labels": {b.value: b.label for b in LawfulBasis},
         "category_labels": {c.value: c.label for c in Category},
     }
@@ -735,6 +743,7 @@ def assemble(
     expected: dict[str, int] | None = None,
     *,
     specific_pieces: bool = True,
+    sold_or_shared: list[dict[str, Any]] | None = None,
 ) -> tuple[Path, int]:
     """Build the subject's ZIP from the parts, encrypted; remove the parts. Returns (path, size).
 
@@ -745,6 +754,7 @@ def assemble(
     data missing. Without ``specific_pieces`` (a CCPA request for the categories only, REGULATIONS.md
     C-12) the ZIP holds the information and ``expected``, the number of records per category the
     systems counted (``count_records``), and no record: no part was written for it.
+    ``sold_or_shared``: what was sold or shared about the subject (``consents.sold_or_shared``, C-09).
     A failure leaves the parts for the next try."""
     final = export_root() / str(request_id) / f"export-{uuid.uuid4().hex}.zip.enc"
     final.parent.mkdir(parents=True, exist_ok=True)  # no part made it (a request for the categories only)
@@ -760,6 +770,7 @@ def assemble(
             else:  # the systems counted their records and wrote no part (count_records)
                 counts = {category: count for category, count in sorted((expected or {}).items()) if count}
             info = art15_information(descriptions, specific_pieces=specific_pieces)
+            info["sold_or_shared"] = list(sold_or_shared or [])
             info["record_counts"] = counts
             archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))
             archive.writestr("index.html", _index_html(info, counts))
@@ -904,6 +915,13 @@ def _index_html(info: dict[str, Any], counts: dict[str, int]) -> str:
             else ""
         )
         + f"<h2>Why we use it</h2><ul>{listing(info['purposes'])}</ul>"
+        + _sold_or_shared_html(info["sold_or_shared"], labels)
+        + "<h2>Disclosed for a business purpose</h2><ul>"
+        + listing(
+            f"{d['system']}: {', '.join(labels.get(c, c) for c in d['categories'])} to {'; '.join(d['recipients'])}"
+            for d in info["disclosed_for_business_purpose"]
+        )
+        + "</ul>"
         f"<h2>Legal bases</h2><ul>{listing(info['lawful_bases'])}</ul>"
         f"<h2>Who receives it</h2><ul>{listing(info['recipients'])}</ul>"
         f"<h2>Where it comes from</h2><ul>{listing(info['sources'])}</ul>"
@@ -912,6 +930,24 @@ def _index_html(info: dict[str, Any], counts: dict[str, int]) -> str:
         f"<h2>Automated decisions</h2><p>{html.escape(info['automated_decision_making'])}</p>"
         f"<h2>Transfers</h2><p>{html.escape(info['international_transfers'])}</p></html>"
     )
+
+
+def _sold_or_shared_html(entries: list[dict[str, Any]], labels: dict[str, str]) -> str:
+    """The CCPA's "sold or shared" answer (C-09): each sale or sharing with its periods, or that there was none."""
+    if not entries:
+        return "<h2>Sold or shared</h2><p>We have not sold or shared your personal information.</p>"
+    items = []
+    for entry in entries:
+        spans = ", ".join(
+            f"from {span['from'][:10]} to {span['until'][:10]}" if span["until"] else f"since {span['from'][:10]}"
+            for span in entry["periods"]
+        )
+        categories = ", ".join(labels.get(c, c) for c in entry["categories"])
+        items.append(
+            f"<li>{html.escape(entry['label'])}: your {html.escape(categories)}, {html.escape(entry['disclosure'])} "
+            f"with {html.escape('; '.join(entry['third_parties']))}, while you allowed it ({html.escape(spans)})</li>"
+        )
+    return f"<h2>Sold or shared</h2><ul>{''.join(items)}</ul>"
 
 
 def stream_for_owner(export_path: str, request_id: uuid.UUID) -> Iterator[bytes]:

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from compliance import audit, exports, notices, suppression
+from compliance import audit, consents, exports, notices, suppression
 from compliance.dsr.services import RequestRefused
 from compliance.models import AuditEvent, ExportFile, PrivacyRequest, SystemRun
 from compliance.registry import Category
@@ -236,6 +236,7 @@ def _finish_export(request: PrivacyRequest, runs: list[SystemRun]) -> None:
         expected,
         # CCPA's request for the categories only: no specific pieces (CCR §7024(a)-(b), REGULATIONS.md C-12).
         specific_pieces=request.kind != PrivacyRequest.Kind.ACCESS_CATEGORIES,
+        sold_or_shared=consents.sold_or_shared(request.subject, until=timezone.now()),  # C-09
     )
     ExportFile.objects.update_or_create(
         request=request,

@@ -291,3 +291,55 @@ def test_apps_may_not_ask_to_opt_back_in_for_12_months_c22(charlie) -> None:  # 
     shown = api.get("/api/v1/privacy/consents").json()["may_ask_from"]
     # The opt-out request covers every sale and sharing, and the withdrawal itself is recorded.
     assert shown == {"partner_insights": later, "personalised_ads": later}
+
+
+def test_every_sale_or_sharing_names_what_it_discloses_and_to_whom_c09() -> None:
+    """CCPA §1798.115(a): the right to know names the categories sold or shared and the categories
+    of third parties for each; so every sale or sharing purpose declares them."""
+    from compliance.registry import Category
+
+    assert consents.SALE_SHARING
+    for name in consents.SALE_SHARING:
+        purpose = consents.PURPOSES[name]
+        assert purpose.disclosure in ("sale", "sharing"), name
+        assert purpose.categories and set(purpose.categories) <= {c.value for c in Category}, name
+        assert purpose.third_parties, name
+        assert purpose.default is False, name  # G-03: so a purpose never allowed was never sold or shared
+
+
+def test_what_was_sold_or_shared_is_read_from_the_ledger_with_its_periods_c09(charlie) -> None:  # type: ignore[no-untyped-def]
+    start = datetime.datetime(2026, 3, 1, 9, tzinfo=datetime.UTC)
+
+    def record(purpose: str, granted: bool, days: int) -> None:
+        consents.write_record(
+            charlie,
+            purpose,
+            granted,
+            actor="self",
+            actor_ref=charlie.pk,
+            surface="api",
+            method="grant" if granted else "withdraw",
+            jurisdiction="US-CA",
+            at=start + datetime.timedelta(days=days),
+        )
+
+    assert consents.sold_or_shared(charlie, until=start + datetime.timedelta(days=400)) == []
+    record("personalised_ads", True, 0)
+    record("personalised_ads", True, 5)  # a repeated grant does not open a second period
+    record("personalised_ads", False, 30)
+    record("personalised_ads", True, 60)
+    record("partner_insights", False, 10)  # withdrawn without ever being allowed: nothing was sold
+    record("marketing_email", True, 1)  # not a sale or sharing
+    (entry,) = consents.sold_or_shared(charlie, until=start + datetime.timedelta(days=400))
+    day = lambda n: (start + datetime.timedelta(days=n)).isoformat()  # noqa: E731
+    assert entry == {
+        "purpose": "personalised_ads",
+        "label": consents.PURPOSES["personalised_ads"].label,
+        "disclosure": "sharing",
+        "categories": ["usage"],
+        "third_parties": list(consents.PURPOSES["personalised_ads"].third_parties),
+        "periods": [{"from": day(0), "until": day(30)}, {"from": day(60), "until": None}],
+    }
+    # As of an earlier date, only what the ledger held then.
+    (earlier,) = consents.sold_or_shared(charlie, until=start + datetime.timedelta(days=40))
+    assert earlier["periods"] == [{"from": day(0), "until": day(30)}]

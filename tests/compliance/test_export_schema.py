@@ -78,6 +78,22 @@ DESCRIPTIONS = [
 ]
 
 
+# What consents.sold_or_shared gives (C-09): one sharing, allowed twice.
+SOLD_OR_SHARED = [
+    {
+        "purpose": "personalised_ads",
+        "label": "Ads based on your listening (sharing)",
+        "disclosure": "sharing",
+        "categories": ["usage"],
+        "third_parties": ["advertising partners"],
+        "periods": [
+            {"from": "2026-01-05T00:00:00+00:00", "until": "2026-02-01T10:00:00+00:00"},
+            {"from": "2026-03-01T00:00:00+00:00", "until": None},
+        ],
+    }
+]
+
+
 @pytest.fixture(autouse=True)
 def _export_root(tmp_path: Path, settings) -> None:  # type: ignore[no-untyped-def]
     settings.EXPORT_ROOT = str(tmp_path / "exports")
@@ -99,7 +115,7 @@ def awkward_export() -> zipfile.ZipFile:
     assembled by the code every export task runs."""
     request_id, key_id = uuid.uuid4(), keystore.create_key()
     counts = exports.write_parts(request_id, "streaming_history", key_id, iter(awkward_records()))
-    path, _ = exports.assemble(request_id, key_id, DESCRIPTIONS, expected=counts)
+    path, _ = exports.assemble(request_id, key_id, DESCRIPTIONS, expected=counts, sold_or_shared=SOLD_OR_SHARED)
     data = b"".join(exports.read_encrypted(path, context=f"compliance.export.{request_id}"))
     return zipfile.ZipFile(io.BytesIO(data))
 
@@ -231,6 +247,19 @@ TAMPERED_ABOUT = [
     ),
     pytest.param(
         lambda d: d["category_labels"].update({"Not A Code": "x"}), ["category_labels: pattern"], id="bad-code"
+    ),
+    pytest.param(_without("sold_or_shared"), [": required"], id="no-sold-or-shared-c09"),
+    pytest.param(_without("disclosed_for_business_purpose"), [": required"], id="no-business-disclosures-c09"),
+    pytest.param(
+        lambda d: d["sold_or_shared"][0].update(disclosure="gift"), ["sold_or_shared/0/disclosure: enum"], id="not-sale"
+    ),
+    pytest.param(
+        lambda d: d["sold_or_shared"][0].update(third_parties=[]),
+        ["sold_or_shared/0/third_parties: minItems"],
+        id="sharing-with-nobody-named",
+    ),
+    pytest.param(
+        lambda d: d["sold_or_shared"][0].update(periods=[]), ["sold_or_shared/0/periods: minItems"], id="no-period"
     ),
 ]
 TAMPERED_CATEGORY = [

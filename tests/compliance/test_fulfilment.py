@@ -24,7 +24,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import AuthSession, SecurityEvent, TotpFactor, User
 from accounts.services.factors import start_totp
-from compliance import exports, fulfilment
+from compliance import consents, exports, fulfilment
 from compliance.audit import read_payload
 from compliance.dsr import services
 from compliance.models import AuditEvent, ExportFile, PrivacyRequest, SuppressionEntry, SystemRun
@@ -116,6 +116,48 @@ def test_a_request_for_the_categories_only_makes_no_copy_of_the_records_c12(  # 
     assert info["record_counts"]["contact"] >= 1
     parts = Path(exports.export_root()) / str(request.pk) / "parts"
     assert not parts.exists() or not any(parts.iterdir())
+
+
+@pytest.mark.parametrize("kind", ["access", "access_categories"])
+def test_the_answer_names_what_was_sold_or_shared_and_disclosed_for_a_business_purpose_c09(  # type: ignore[no-untyped-def]
+    alice, django_capture_on_commit_callbacks, kind: str
+) -> None:
+    """CCPA §1798.110(a) and §1798.115(a): categories collected, their sources, the purposes, the
+    categories of third parties, the specific pieces (for a request for a copy), what was sold or
+    shared with its third parties, and what each system discloses for a business purpose; the
+    about-this-export.json carrying them validates against the schema in the ZIP."""
+    from jsonschema import Draft202012Validator
+
+    consents.write_record(
+        alice,
+        "personalised_ads",
+        True,
+        actor="self",
+        actor_ref=alice.pk,
+        surface="api",
+        method="grant",
+        jurisdiction="US-CA",
+        at=datetime.datetime(2026, 1, 5, tzinfo=datetime.UTC),
+    )
+    request = fulfilled(alice, kind, django_capture_on_commit_callbacks)
+    archive = open_zip(request)
+    info = json.loads(archive.read("about-this-export.json"))
+    Draft202012Validator(json.loads(archive.read("schema/about-this-export.schema.json"))).validate(info)
+    assert info["categories"] and info["sources"] and info["purposes"] and info["recipients"]
+    assert info["specific_pieces"] is (kind == "access")
+    (shared,) = info["sold_or_shared"]
+    assert (shared["purpose"], shared["disclosure"], shared["categories"]) == ("personalised_ads", "sharing", ["usage"])
+    assert shared["periods"] == [{"from": "2026-01-05T00:00:00+00:00", "until": None}]
+    assert any("this service" in d["system"] and d["recipients"] for d in info["disclosed_for_business_purpose"])
+    page = archive.read("index.html").decode()
+    assert "Sold or shared" in page and "sharing with advertising partners" in page and "since 2026-01-05" in page
+    assert "Disclosed for a business purpose" in page
+
+
+def test_an_answer_says_when_nothing_was_sold_or_shared_c09(alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
+    archive = open_zip(fulfilled(alice, "access", django_capture_on_commit_callbacks))
+    assert json.loads(archive.read("about-this-export.json"))["sold_or_shared"] == []
+    assert b"We have not sold or shared your personal information." in archive.read("index.html")
 
 
 def test_what_is_never_disclosed_is_named_and_not_given_c11(alice, django_capture_on_commit_callbacks) -> None:  # type: ignore[no-untyped-def]
