@@ -62,7 +62,11 @@ def check_header(token: bytes) -> None:
     if len(token) < MIN_LENGTH:
         raise UnsupportedFormatError("stored value is too short to be a ciphertext")
     if token[0] != VERSION:
-        raise UnsupportedFormatError(f"unknown ciphertext version {token[0]}")
+        # A small number is a format this version does not know; anything else is no ciphertext at all,
+        # and its first byte may be the first letter of a value someone wrote by hand: never shown.
+        if token[0] < 16:
+            raise UnsupportedFormatError(f"unknown ciphertext version {token[0]}")
+        raise UnsupportedFormatError("stored value is not a ciphertext (no known version byte)")
 
 
 def encrypt(plaintext: bytes, *, key_id: uuid.UUID, context: str | bytes) -> bytes:

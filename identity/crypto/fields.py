@@ -67,7 +67,7 @@ def open_columns(rows: list[list[Any]], columns: dict[int, EncryptedField]) -> N
             token = row[position]
             if token is not None:
                 if type(token) is not bytes:
-                    token = bytes(token)
+                    token = row[position] = _as_bytes(token)
                 kid = token[1:17]
                 if kid not in ciphers:
                     ciphers[kid] = peek(kid)
@@ -85,7 +85,7 @@ def open_columns(rows: list[list[Any]], columns: dict[int, EncryptedField]) -> N
             if token is None:
                 continue
             if type(token) is not bytes:
-                token = bytes(token)
+                token = _as_bytes(token)
             if head is None:
                 head = token[:17]
                 cipher = ciphers.get(token[1:17])
@@ -96,6 +96,12 @@ def open_columns(rows: list[list[Any]], columns: dict[int, EncryptedField]) -> N
                 row[position] = decode(cipher.decrypt(token[17:29], token[29:], head + aad))
             except Exception:  # not under the row's key, or not a value: the slow path decides
                 row[position] = field.open_token(token, peek(token[1:17]))
+
+
+def _as_bytes(value: Any) -> bytes:
+    """A stored value as bytes: a driver's memoryview, or text that SQLite keeps in a BLOB column
+    when someone wrote a string there by hand (which then reads as no ciphertext, never a TypeError)."""
+    return value.encode("utf-8", "surrogatepass") if isinstance(value, str) else bytes(value)
 
 
 def seal_columns(objs: list[models.Model], fields: list[EncryptedField]) -> dict[int, dict[int, bytes | None]]:
@@ -264,7 +270,7 @@ class EncryptedField(models.Field):  # type: ignore[type-arg]
     def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
         if value is None:
             return None
-        token = value if type(value) is bytes else bytes(value)
+        token = value if type(value) is bytes else _as_bytes(value)
         return self.open_token(token, keystore.peek(token[1:17]))
 
     def open_token(self, token: bytes, cipher: Any) -> Any:

@@ -19,13 +19,13 @@ import uuid
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db import transaction
+from django.db import connection, transaction
 
 from identity.crypto import envelope, keystore
 from identity.crypto.envelope import Erased
 from identity.crypto.errors import DecryptionError, KeyShreddedError, UnknownKeyError, UnsupportedFormatError
 from identity.models import SubjectKey
-from tests.identity.vault_columns import raw, write_raw
+from tests.identity.vault_columns import TABLE, raw, write_raw
 from tests.testapp.models import Vault
 
 pytestmark = pytest.mark.django_db
@@ -206,3 +206,24 @@ def test_a_field_class_with_its_own_pre_save_keeps_it_on_insert() -> None:
     assert calls == ["other_text"] * 3
     assert Vault.objects.get(pk=rows[2].pk).other_text == "padded"
     assert Vault.objects.get(pk=rows[0].pk).other_text == "another value"
+
+
+TYPED = "plaintext-listener@example.test, typed into the column by someone at a console"
+
+
+@pytest.mark.parametrize("column", COLUMNS)
+def test_text_written_by_hand_into_a_column_is_no_ciphertext_and_no_letter_of_it_is_shown(column: str) -> None:
+    """SQLite keeps a string written into a BLOB column as text; PostgreSQL's bytea takes its bytes.
+    Either way the value is refused as no ciphertext, and the error shows nothing of it."""
+    vault = Vault.objects.create(**VALUES)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {TABLE} SET {connection.ops.quote_name(column)} = %s WHERE id = %s",
+            [TYPED if connection.vendor == "sqlite" else TYPED.encode(), vault.pk],
+        )
+    for cold in (False, True):
+        if cold:
+            keystore.clear_cache()
+        with pytest.raises(UnsupportedFormatError) as refused:
+            list(Vault.objects.filter(pk=vault.pk))
+        assert str(refused.value) == "stored value is not a ciphertext (no known version byte)"
