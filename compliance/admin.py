@@ -213,6 +213,7 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         "execute_after",
         "completed_at",
         "progress",
+        "finish_error",
         "duplicate_of",
     )
     fields = readonly_fields

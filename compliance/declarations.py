@@ -161,6 +161,7 @@ def declare_request_models() -> None:
             "execute_after": not_personal(),
             "completed_at": not_personal(),
             "progress": not_personal(),
+            "finish_error": not_personal("the error's class and message, redacted (e-mail and phone shapes masked)"),
             "duplicate_of": not_personal(),
             "due_soon_alerted_on": not_personal(),
             "overdue_alerted_on": not_personal(),

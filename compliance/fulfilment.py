@@ -110,7 +110,10 @@ def fan_out(
             data={"request": str(request.pk), "systems": [r.system for r in runs], "action": action},
         )
     pending = [run.pk for run in runs if run.status != SystemRun.Status.DONE]
-    transaction.on_commit(lambda: [run_system.delay(pk) for pk in pending], robust=robust)
+    if pending:
+        transaction.on_commit(lambda: [run_system.delay(pk) for pk in pending], robust=robust)
+    elif runs:  # every system is done, yet the request is not: its last step failed; try it again
+        transaction.on_commit(lambda: finish_request.delay(str(request.pk)), robust=robust)
     return runs
 
 
@@ -186,8 +189,38 @@ def run_system(self: Any, run_id: int) -> str:
     SystemRun.objects.filter(pk=run.pk).update(
         status=SystemRun.Status.DONE, finished_at=timezone.now(), counts=run.counts, kept=run.kept, last_error=""
     )
-    finish_if_complete(run.request_id)
+    finish_request.apply_async(args=[str(run.request_id)], **_same_queue(self))
     return "done"
+
+
+def _same_queue(task: Any) -> dict[str, str]:
+    """The queue the running task was taken from, for the task it queues next: a deployment that
+    gives privacy work a queue of its own keeps all of it there (and so does the worker test)."""
+    routing_key = (getattr(task.request, "delivery_info", None) or {}).get("routing_key")
+    return {"queue": routing_key} if routing_key else {}
+
+
+@shared_task(bind=True, max_retries=MAX_ATTEMPTS, acks_late=True, reject_on_worker_lost=True)
+def finish_request(self: Any, request_id: str) -> str:
+    """The request's last step once every system has reported: the export's ZIP, or the end of an
+    erasure (``finish_if_complete``). A failure (a part missing, a full disk, the database gone) is
+    recorded on the request, redacted, and retried with back-off; after the last attempt the request
+    says why it stands still, and an officer's "carry out" tries the last step again (``fan_out``).
+    Idempotent: a request already finished, or still waiting for a system, is left as it is."""
+    try:
+        finished = finish_if_complete(request_id)
+    except Exception as exc:
+        message = redact(f"{type(exc).__name__}: {exc}")[:300]
+        PrivacyRequest.objects.filter(pk=request_id).update(finish_error=message)
+        logger.warning("request finish failed", extra={"request": str(request_id), "error": type(exc).__name__})
+        if self.request.is_eager:  # no worker to retry later (make run): the request says why; carry out again
+            return "failed; recorded on the request"
+        if self.request.retries >= MAX_ATTEMPTS:
+            return "gave up"
+        raise self.retry(exc=exc, countdown=min(600, 15 * 2 ** (self.request.retries + 1))) from exc
+    if finished:
+        PrivacyRequest.objects.filter(pk=request_id).exclude(finish_error="").update(finish_error="")
+    return "finished" if finished else "not finished: a system has not reported, or the request is not in progress"
 
 
 def finish_if_complete(request_id: Any) -> bool:
@@ -410,5 +443,5 @@ def complete_from_callback(*, system_name: str, data: dict[str, Any]) -> SystemR
             run.read_back = {str(k): int(v) for k, v in dict(data.get("read_back", {})).items()}
         run.status, run.finished_at, run.last_error = SystemRun.Status.DONE, timezone.now(), ""
         run.save(update_fields=["status", "finished_at", "last_error", "counts", "kept", "read_back"])
-    finish_if_complete(run.request_id)
+    finish_request.delay(str(run.request_id))
     return run

@@ -160,6 +160,9 @@ class PrivacyRequest(models.Model):
     execute_after = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
+    # The last failure of the request's last step (the ZIP, or the end of an erasure), redacted;
+    # empty once it succeeds. Every system may be done while this says why the request is not.
+    finish_error = models.CharField(max_length=300, blank=True)
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates"
     )

@@ -251,6 +251,70 @@ def test_an_erasure_reaches_everything_and_leaves_evidence(alice, charlie, djang
     assert login(APIClient(), "charlie@example.test").status_code == 200
 
 
+def test_a_failed_last_step_is_recorded_on_the_request_and_carry_out_tries_it_again(  # type: ignore[no-untyped-def]
+    alice, client, verified_admin, monkeypatch, django_capture_on_commit_callbacks
+) -> None:
+    """Every system done, the ZIP not made (a full disk): the request must not stand "in progress"
+    with nothing to say why (PITFALLS.md: requests stuck with no diagnostics). The failure is on the
+    request, redacted, on its admin page; the officer's "carry out" makes the last step again."""
+    from django.urls import reverse
+
+    with_history(alice)
+    request = file(alice, "access")
+    real_assemble = exports.assemble
+
+    def disk_full(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError("No space left on device while writing the export of alice@example.test")
+
+    monkeypatch.setattr(exports, "assemble", disk_full)
+    with django_capture_on_commit_callbacks(execute=True):
+        fulfilment.start_fulfilment(request=request, actor=alice)
+    request.refresh_from_db()
+    assert request.status == "in_progress"
+    assert all(run.status == "done" for run in request.runs.all())
+    assert request.finish_error == "OSError: No space left on device while writing the export of [email]"
+    page = client.get(reverse("admin:compliance_privacyrequest_change", args=[request.pk]))
+    assert b"No space left on device" in page.content and b"alice@example.test" not in page.content
+
+    monkeypatch.setattr(exports, "assemble", real_assemble)
+    with django_capture_on_commit_callbacks(execute=True):
+        act = client.post(reverse("admin:compliance_privacyrequest_act", args=[request.pk, "carry_out"]), {})
+    assert act.status_code == 302
+    request.refresh_from_db()
+    assert (request.status, request.finish_error) == ("completed", "")
+    assert ExportFile.objects.filter(request=request).exists()
+
+
+def test_the_last_step_is_retried_with_back_off_on_a_worker_then_given_up(alice, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """On a Celery worker (not eager) a failed last step is retried with back-off, as a system's run
+    is, and after the last attempt the task gives up, the reason left on the request."""
+    request = file(alice, "access")
+
+    def failing(request_id):  # type: ignore[no-untyped-def]
+        raise ConnectionError("database went away")
+
+    monkeypatch.setattr(fulfilment, "finish_if_complete", failing)
+    scheduled: list[int] = []
+    monkeypatch.setattr(
+        fulfilment.finish_request, "retry", lambda **kw: scheduled.append(kw["countdown"]) or RuntimeError("retry")
+    )
+    task = fulfilment.finish_request
+    for retries in range(fulfilment.MAX_ATTEMPTS):
+        task.push_request(is_eager=False, retries=retries)
+        try:
+            with pytest.raises(RuntimeError, match="retry"):
+                task.run(str(request.pk))
+        finally:
+            task.pop_request()
+    assert scheduled == [30, 60, 120, 240, 480]
+    task.push_request(is_eager=False, retries=fulfilment.MAX_ATTEMPTS)
+    try:
+        assert task.run(str(request.pk)) == "gave up"
+    finally:
+        task.pop_request()
+    assert PrivacyRequest.objects.get(pk=request.pk).finish_error == "ConnectionError: database went away"
+
+
 def test_a_run_killed_part_way_runs_again_to_the_same_result(
     alice, monkeypatch, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
