@@ -299,7 +299,8 @@ class PrivacyRequestAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return super().change_view(request, object_id, form_url, {"officer_actions": actions, **(extra_context or {})})
 
     def evidence_view(self, request: HttpRequest, pk: Any) -> HttpResponse:
-        """The evidence pack (JSON) for auditors: frozen at completion, or as it stands now."""
+        """The evidence pack (JSON) for auditors: as frozen (at completion; for an erasure, before the
+        key was destroyed, then completed with the read-back), or as it stands now."""
         from compliance.fulfilment import evidence_for
 
         if not request.user.has_perm("compliance.view_privacyrequest"):

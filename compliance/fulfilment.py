@@ -208,6 +208,7 @@ def finish_request(self: Any, request_id: str) -> str:
     says why it stands still, and an officer's "carry out" tries the last step again (``fan_out``).
     Idempotent: a request already finished, or still waiting for a system, is left as it is."""
     try:
+        freeze_erasure(request_id)
         finished = finish_if_complete(request_id)
     except Exception as exc:
         message = redact(f"{type(exc).__name__}: {exc}")[:300]
@@ -291,14 +292,39 @@ def _finish_export(request: PrivacyRequest, runs: list[SystemRun]) -> None:
     notices.send(request, "completion")
 
 
-def _finish_erasure(request: PrivacyRequest, runs: list[SystemRun]) -> None:
-    user = request.subject
+def freeze_erasure(request_id: Any) -> None:
+    """The first half of an erasure's last step, committed on its own before any key is destroyed:
+    the completion notice (while an address still exists), the suppression entry, and the evidence
+    pack, frozen (it reads audit payloads encrypted under the key about to go). With the key store in
+    a database of its own, its shredding commits apart from the rest: should a later step fail (a
+    connected database down for the read-back), the repeat (a retry, an officer's carry out) finds the
+    evidence whole and sends nothing twice. Does nothing unless every erasure run is done."""
+    with transaction.atomic():
+        request = PrivacyRequest.objects.select_for_update(of=("self",)).select_related("subject").get(pk=request_id)
+        if request.kind != "erasure" or request.status != S.IN_PROGRESS or request.evidence.get("frozen_at"):
+            return
+        runs = [r for r in request.runs.all() if r.action == SystemRun.Action.ERASE]
+        if not runs or any(r.status != SystemRun.Status.DONE for r in runs):
+            return
+        request.evidence = _erasure_first_half(request, runs)
+        request.save(update_fields=["evidence"])
+
+
+def _erasure_first_half(request: PrivacyRequest, runs: list[SystemRun]) -> dict[str, Any]:
     subject = subject_of(request)
-    # Tell the subject while an address still exists, then end the account and destroy the key.
     notices.deliver(request.pk, "completion")
     if subject.email:
         suppression.add(subject.email)
-    evidence = evidence_for(request, runs)
+    return {**evidence_for(request, runs), "frozen_at": timezone.now().isoformat()}
+
+
+def _finish_erasure(request: PrivacyRequest, runs: list[SystemRun]) -> None:
+    user = request.subject
+    subject = subject_of(request)
+    # Tell the subject while an address still exists, then end the account and destroy the key:
+    # done first and committed by freeze_erasure, or here when the last step is called directly.
+    frozen = request.evidence.get("frozen_at")
+    evidence = dict(request.evidence) if frozen else _erasure_first_half(request, runs)
     subject_erased(user)
     keystore.shred(subject.data_key_id)
     read_back = {}

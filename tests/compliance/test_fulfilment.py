@@ -285,6 +285,47 @@ def test_a_failed_last_step_is_recorded_on_the_request_and_carry_out_tries_it_ag
     assert ExportFile.objects.filter(request=request).exists()
 
 
+def test_an_erasure_whose_last_step_fails_after_the_evidence_is_frozen_finishes_once_on_the_repeat(  # type: ignore[no-untyped-def]
+    alice, monkeypatch, mailoutbox, django_capture_on_commit_callbacks
+) -> None:
+    """The completion notice, the suppression entry and the evidence pack are committed before the
+    key is destroyed (fulfilment.freeze_erasure). A read-back that fails (a connected database
+    down) leaves them in place; the repeat neither notifies twice nor loses the officers' decisions,
+    which it could no longer read once the key is gone (as when the key store is its own database)."""
+    from compliance.systems.internal import InternalSystem
+
+    with_history(alice)
+    request = file(alice, "erasure")
+    real_read_back = InternalSystem.read_back
+    calls = {"n": 0}
+
+    def down_once(self, subject):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("the streaming database is down")
+        return real_read_back(self, subject)
+
+    monkeypatch.setattr(InternalSystem, "read_back", down_once)
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=8)
+    with time_machine.travel(later), django_capture_on_commit_callbacks(execute=True):
+        fulfilment.start_fulfilment(request=request, actor="system:officer")
+    request.refresh_from_db()
+    assert (request.status, request.finish_error) == ("in_progress", "ConnectionError: the streaming database is down")
+    frozen = request.evidence
+    assert frozen["frozen_at"] and [d["action"] for d in frozen["decisions"]][:2] == [
+        "compliance.dsr.received",
+        "compliance.dsr.started",
+    ]
+    completion = [m for m in mailoutbox if "alice@example.test" in m.to]
+    with time_machine.travel(later), django_capture_on_commit_callbacks(execute=True):
+        fulfilment.start_fulfilment(request=request, actor="system:officer")  # the officer's carry out
+    request.refresh_from_db()
+    assert (request.status, request.finish_error) == ("completed", "")
+    assert request.evidence["decisions"] == frozen["decisions"] and request.evidence["read_back_clean"] is True
+    assert [m for m in mailoutbox if "alice@example.test" in m.to] == completion  # nothing sent twice
+    assert isinstance(User.objects.get(pk=alice.pk).email, Erased)
+
+
 def test_the_last_step_is_retried_with_back_off_on_a_worker_then_given_up(alice, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """On a Celery worker (not eager) a failed last step is retried with back-off, as a system's run
     is, and after the last attempt the task gives up, the reason left on the request."""
