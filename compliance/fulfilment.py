@@ -165,6 +165,16 @@ def execute(run: SystemRun) -> bool:
     return True
 
 
+def failure_message(exc: BaseException) -> str:
+    """What a failed task keeps on its record: the class and a redacted message, never values."""
+    return redact(f"{type(exc).__name__}: {exc}")[:300]
+
+
+def backoff(attempt: int) -> int:
+    """Seconds before the next try after ``attempt`` failed tries: 30, 60, 120, ... up to 10 minutes."""
+    return min(600, 15 * 2**attempt)
+
+
 @shared_task(bind=True, max_retries=MAX_ATTEMPTS, acks_late=True, reject_on_worker_lost=True)
 def run_system(self: Any, run_id: int) -> str:
     run = _claim(run_id)
@@ -173,8 +183,7 @@ def run_system(self: Any, run_id: int) -> str:
     try:
         finished = execute(run)
     except Exception as exc:
-        # The class and a redacted message: values must never reach the run's record or the logs.
-        message = redact(f"{type(exc).__name__}: {exc}")[:300]
+        message = failure_message(exc)
         gave_up = run.attempts >= MAX_ATTEMPTS
         SystemRun.objects.filter(pk=run.pk).update(
             status=SystemRun.Status.GAVE_UP if gave_up else SystemRun.Status.FAILED, last_error=message
@@ -182,7 +191,7 @@ def run_system(self: Any, run_id: int) -> str:
         logger.warning("system run failed", extra={"run": run.pk, "system": run.system, "error": type(exc).__name__})
         if gave_up:
             return "gave up"
-        raise self.retry(exc=exc, countdown=min(600, 15 * 2**run.attempts)) from exc
+        raise self.retry(exc=exc, countdown=backoff(run.attempts)) from exc
     if not finished:
         SystemRun.objects.filter(pk=run.pk).update(status=SystemRun.Status.WAITING, last_error="")
         return "waiting for the service"
@@ -211,14 +220,13 @@ def finish_request(self: Any, request_id: str) -> str:
         freeze_erasure(request_id)
         finished = finish_if_complete(request_id)
     except Exception as exc:
-        message = redact(f"{type(exc).__name__}: {exc}")[:300]
-        PrivacyRequest.objects.filter(pk=request_id).update(finish_error=message)
+        PrivacyRequest.objects.filter(pk=request_id).update(finish_error=failure_message(exc))
         logger.warning("request finish failed", extra={"request": str(request_id), "error": type(exc).__name__})
         if self.request.is_eager:  # no worker to retry later (make run): the request says why; carry out again
             return "failed; recorded on the request"
         if self.request.retries >= MAX_ATTEMPTS:
             return "gave up"
-        raise self.retry(exc=exc, countdown=min(600, 15 * 2 ** (self.request.retries + 1))) from exc
+        raise self.retry(exc=exc, countdown=backoff(self.request.retries + 1)) from exc
     if finished:
         PrivacyRequest.objects.filter(pk=request_id).exclude(finish_error="").update(finish_error="")
     return "finished" if finished else "not finished: a system has not reported, or the request is not in progress"
