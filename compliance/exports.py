@@ -584,10 +584,16 @@ def _csv_rows(batch: _Batch, columns: list[str]) -> str:
     return "".join(pieces)
 
 
-def art15_information(descriptions: list[Description], *, specific_pieces: bool = True) -> dict[str, Any]:
+def art15_information(
+    descriptions: list[Description],
+    *,
+    specific_pieces: bool = True,
+    sold_or_shared: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """GDPR Art. 15(1)(a)-(h) and 15(2) beside the data (REGULATIONS.md G-15); whether the data
     itself is included (``specific_pieces``: not for a CCPA request for categories, C-12); what is
-    held but never disclosed (C-11)."""
+    held but never disclosed (C-11); what was sold or shared about the subject and what each system
+    discloses for a business purpose (C-09; ``sold_or_shared`` from ``consents.sold_or_shared``)."""
     return {
         "specific_pieces": specific_pieces,
         "withheld": sorted({w for d in descriptions for w in d.withheld}),
@@ -614,14 +620,13 @@ def art15_information(descriptions: list[Description], *, specific_pieces: bool 
         "international_transfers": "Data is processed in the EU; processors outside it are bound by standard "
         "contractual clauses (GDPR Art. 46).",
         "systems": [{"name": d.name, "categories": list(d.categories)} for d in descriptions],
-        # CCPA §1798.115(a)(3) (C-09): the categories each system discloses for a business purpose,
-        # and to whom; what was sold or shared about the subject is theirs (assemble: sold_or_shared).
+        # CCPA §1798.115(a)(3) (C-09): the categories each system discloses for a business purpose, and to whom.
         "disclosed_for_business_purpose": [
             {"system": d.name, "categories": list(d.categories), "recipients": list(d.recipients)}
             for d in descriptions
             if d.recipients
         ],
-        "sold_or_shared": [],
+        "sold_or_shared": list(sold_or_shared or []),
         "lawful_basis_labels": {b.value: b.label for b in LawfulBasis},
         "category_labels": {c.value: c.label for c in Category},
     }
@@ -769,8 +774,7 @@ def assemble(
                     counts[category] = _add_category(archive, handoff, category, sources)
             else:  # the systems counted their records and wrote no part (count_records)
                 counts = {category: count for category, count in sorted((expected or {}).items()) if count}
-            info = art15_information(descriptions, specific_pieces=specific_pieces)
-            info["sold_or_shared"] = list(sold_or_shared or [])
+            info = art15_information(descriptions, specific_pieces=specific_pieces, sold_or_shared=sold_or_shared)
             info["record_counts"] = counts
             archive.writestr("about-this-export.json", json.dumps(info, indent=2, ensure_ascii=False))
             archive.writestr("index.html", _index_html(info, counts))
