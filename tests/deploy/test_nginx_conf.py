@@ -248,10 +248,11 @@ def test_nginx_refuses_tls12_and_serves_tls13_with_hsts(live_nginx: LiveNginx) -
     modern = client_context(live_nginx.cert, minimum=ssl.TLSVersion.TLSv1_3, maximum=ssl.TLSVersion.TLSv1_3)
     connection = http.client.HTTPSConnection("localhost", live_nginx.https_port, context=modern, timeout=10)
     try:
+        connection.connect()
+        assert isinstance(connection.sock, ssl.SSLSocket) and connection.sock.version() == "TLSv1.3"
         connection.request("GET", "/api/v1/me")
         response = connection.getresponse()
         body = json.loads(response.read())
-        assert connection.sock is None or connection.sock.version() == "TLSv1.3"
     finally:
         connection.close()
     assert response.status == 200

@@ -63,7 +63,7 @@ def test_bulk_create_seals_each_row_under_its_own_subjects_key(django_assert_num
         assert all({c: getattr(v, c) for c in COLUMNS} == VALUES for v in Vault.objects.all())
 
 
-def test_bulk_create_and_save_write_the_same_format() -> None:
+def test_create_save_and_bulk_create_all_read_back_their_values() -> None:
     one = Vault.objects.create(**VALUES)  # an INSERT of one row: the same compiler
     two = Vault(**VALUES)
     two.save()
