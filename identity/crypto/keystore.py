@@ -242,10 +242,7 @@ def _key_rows(ids: list[bytes]) -> list[tuple[bytes, str, bytes | None]]:
             return [(kid.bytes, kek, None if wrapped is None else bytes(wrapped)) for kid, kek, wrapped in cursor]
     with connection.cursor() as cursor:
         cursor.execute(select + "IN (" + ", ".join(["%s"] * len(hexes)) + ")", hexes)
-        return [
-            (bytes.fromhex(key_id) if type(key_id) is str else uuid.UUID(str(key_id)).bytes, kek_id, wrapped)
-            for key_id, kek_id, wrapped in cursor.fetchall()
-        ]
+        return [(bytes.fromhex(key_id), kek_id, wrapped) for key_id, kek_id, wrapped in cursor.fetchall()]
 
 
 _KEYS_SQL: dict[str, str] = {}
