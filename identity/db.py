@@ -1,4 +1,5 @@
-"""Cursors for the hot paths' fixed SQL: prepared once per connection on PostgreSQL.
+"""Cursors that bind their parameters on the PostgreSQL server: fixed SQL prepared once per
+connection, and the ORM's INSERTs of encrypted rows, whose ciphertexts travel as binary arrays.
 
 Django's psycopg backend binds parameters on the client and turns prepared statements off, so every
 statement is parsed and planned by the server anew. For the few statements built once and run on
@@ -12,14 +13,23 @@ translation, ``CaptureQueriesContext``, execute wrappers), on a connection whose
 psycopg keeps the prepared statements per connection and re-prepares after a reconnect; the ORM's
 own cursors stay client-binding and are never prepared. Behind a transaction-mode pooler that
 cannot keep prepared statements (PgBouncer before 1.21), set ``DATABASE_PREPARED_STATEMENTS=false``:
-then this is the ordinary cursor.
+the statements are then still bound on the server, never prepared.
+
+Binding on the server is also what lets a parameter travel in binary (``%b``): an array of
+``bytea`` bound on the client is written into the statement's text, every element escaped by a
+regular expression in Python (``bulk_create`` of 500 encrypted users: 68 us a row, against 10 us
+in binary). ``binding_on_server`` makes the ORM's own cursors bind on the server, unprepared, for
+the statements run inside it (identity.backends.postgresql.compiler).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorDebugWrapper, CursorWrapper
 
 
@@ -33,18 +43,51 @@ class _LoggedCursor(CursorDebugWrapper):
 
 
 def fixed_cursor(alias: str) -> CursorWrapper:
-    """A cursor for a statement whose text never changes; prepared where the database allows it."""
+    """A cursor for a statement whose text never changes: bound on the server on PostgreSQL (so
+    ``%b`` parameters are binary), and prepared where the settings allow it."""
     connection = connections[alias]
     if connection.vendor != "postgresql":
         return connection.cursor()
     connection.close_if_health_check_failed()
     connection.ensure_connection()
-    raw = connection.connection
-    if getattr(raw, "prepare_threshold", None) is None:
-        return connection.cursor()
     from django.db.backends.postgresql.base import ServerBindingCursor  # type: ignore[attr-defined]
 
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:
-        cursor = ServerBindingCursor(raw)  # type: ignore[call-arg]
+        cursor = ServerBindingCursor(connection.connection)  # type: ignore[call-arg]
     return _LoggedCursor(cursor, connection) if connection.queries_logged else CursorWrapper(cursor, connection)
+
+
+def _unprepared_binding_cursor() -> type:
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    class UnpreparedBindingCursor(ServerBindingCursor):  # type: ignore[misc, valid-type]
+        """Binds on the server and never prepares: the ORM's statements vary too much to keep."""
+
+        def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
+            kwargs["prepare"] = False
+            return super().execute(query, params, **kwargs)  # type: ignore[misc]
+
+    return UnpreparedBindingCursor
+
+
+_UNPREPARED: list[type] = []
+
+
+@contextmanager
+def binding_on_server(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Inside, the cursors ``connection.cursor()`` makes bind their parameters on the server
+    (PostgreSQL; anywhere else, nothing changes)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    if not _UNPREPARED:
+        _UNPREPARED.append(_unprepared_binding_cursor())
+    before = raw.cursor_factory
+    raw.cursor_factory = _UNPREPARED[0]
+    try:
+        yield
+    finally:
+        raw.cursor_factory = before

@@ -325,7 +325,8 @@ def _insert_keys_sql(connection: Any, rows: int | None) -> str:
     columns = ", ".join(q(_key_field(n).column) for n in ("id", "kek_id", "wrapped_key", "created_at"))
     # Only quoted names from the model's metadata go into the text; every value is a parameter.
     if rows is None:
-        source = "SELECT k.id, %s, k.wrapped, %s FROM unnest(%s::uuid[], %s::bytea[]) AS k(id, wrapped)"
+        # The two arrays in binary (%b): bound on the client, every wrapped key would be escaped in Python.
+        source = "SELECT k.id, %s, k.wrapped, %s FROM unnest(%b::uuid[], %b::bytea[]) AS k(id, wrapped)"
     else:
         source = "VALUES " + ", ".join(["(%s, %s, %s, %s)"] * rows)
     return f"INSERT INTO {table} ({columns}) {source} ON CONFLICT ({id_column}) DO NOTHING RETURNING {id_column}"
