@@ -42,9 +42,11 @@ class _LoggedCursor(CursorDebugWrapper):
             return self._execute_with_wrappers(sql, params, many=False, executor=self._execute)
 
 
-def fixed_cursor(alias: str) -> CursorWrapper:
+def fixed_cursor(alias: str, *, binary_results: bool = False) -> CursorWrapper:
     """A cursor for a statement whose text never changes: bound on the server on PostgreSQL (so
-    ``%b`` parameters are binary), and prepared where the settings allow it."""
+    ``%b`` parameters are binary), and prepared where the settings allow it. ``binary_results``
+    asks for the rows in binary (a ``bytea`` arrives as its bytes, not as hexadecimal text): only
+    for a statement whose columns' binary form psycopg loads as Django expects (no time zones)."""
     connection = connections[alias]
     if connection.vendor != "postgresql":
         return connection.cursor()
@@ -55,6 +57,10 @@ def fixed_cursor(alias: str) -> CursorWrapper:
     connection.validate_thread_sharing()
     with connection.wrap_database_errors:
         cursor = ServerBindingCursor(connection.connection)  # type: ignore[call-arg]
+    if binary_results:
+        from psycopg import pq
+
+        cursor.format = pq.Format.BINARY  # type: ignore[attr-defined]
     return _LoggedCursor(cursor, connection) if connection.queries_logged else CursorWrapper(cursor, connection)
 
 
