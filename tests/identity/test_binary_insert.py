@@ -152,3 +152,19 @@ def test_binding_on_server_nests_and_the_key_store_sends_its_arrays_in_binary() 
     keystore.clear_cache()
     keystore.load_keys([i.bytes for i in ids])
     assert all(keystore.peek(i.bytes) for i in ids)
+
+
+def test_conflicts_ignored_or_updated_in_binary_keep_the_values_readable() -> None:
+    rows = _new(3)
+    created = Vault.objects.bulk_create(rows)
+    again = _new(3, text="written again")
+    for old, new in zip(created, again, strict=True):
+        new.pk = old.pk
+        new.data_key_id = old.data_key_id  # the same subjects: their keys exist already
+    Vault.objects.bulk_create(again, ignore_conflicts=True)
+    keystore.clear_cache()
+    assert {v.text for v in Vault.objects.all()} == {VALUES["text"]}  # nothing replaced
+    Vault.objects.bulk_create(again, update_conflicts=True, unique_fields=["id"], update_fields=["text", "doc"])
+    keystore.clear_cache()
+    assert {v.text for v in Vault.objects.all()} == {"written again"}
+    assert Vault.objects.count() == 3
