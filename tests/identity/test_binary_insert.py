@@ -168,3 +168,25 @@ def test_conflicts_ignored_or_updated_in_binary_keep_the_values_readable() -> No
     keystore.clear_cache()
     assert {v.text for v in Vault.objects.all()} == {"written again"}
     assert Vault.objects.count() == 3
+
+
+def test_behind_a_pooler_without_prepared_statements_the_binary_statements_still_run() -> None:
+    """DATABASE_PREPARED_STATEMENTS=false (PgBouncer before 1.21) leaves prepare_threshold unset:
+    the key store's statements are still bound on the server, binary arrays and all, never prepared."""
+    connection.close()  # a new session: nothing prepared in it yet
+    connection.ensure_connection()
+    raw_connection = connection.connection
+    before = raw_connection.prepare_threshold
+    raw_connection.prepare_threshold = None
+    try:
+        ids = [uuid.uuid4() for _ in range(50)]
+        assert keystore.ensure_keys(ids) == 50
+        keystore.clear_cache()
+        keystore.load_keys([i.bytes for i in ids])
+        assert all(keystore.peek(i.bytes) for i in ids)
+        Vault.objects.bulk_create(_new(5))
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM pg_prepared_statements")
+            assert cursor.fetchone()[0] == 0
+    finally:
+        raw_connection.prepare_threshold = before
