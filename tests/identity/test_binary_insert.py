@@ -190,3 +190,12 @@ def test_behind_a_pooler_without_prepared_statements_the_binary_statements_still
             assert cursor.fetchone()[0] == 0
     finally:
         raw_connection.prepare_threshold = before
+
+
+def test_a_column_empty_in_every_row_goes_in_as_nulls() -> None:
+    rows = _new(4, day=None, doc=None)
+    created = Vault.objects.bulk_create(rows)
+    keystore.clear_cache()
+    assert [(v.day, v.doc, v.email) for v in Vault.objects.filter(pk__in=[r.pk for r in created])] == [
+        (None, None, VALUES["email"])
+    ] * 4
