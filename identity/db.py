@@ -24,6 +24,7 @@ the statements run inside it (identity.backends.postgresql.compiler).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,6 +65,7 @@ def fixed_cursor(alias: str, *, binary_results: bool = False) -> CursorWrapper:
     return _LoggedCursor(cursor, connection) if connection.queries_logged else CursorWrapper(cursor, connection)
 
 
+@functools.cache
 def _unprepared_binding_cursor() -> type:
     from django.db.backends.postgresql.base import ServerBindingCursor
 
@@ -77,9 +79,6 @@ def _unprepared_binding_cursor() -> type:
     return UnpreparedBindingCursor
 
 
-_UNPREPARED: list[type] = []
-
-
 @contextmanager
 def binding_on_server(connection: BaseDatabaseWrapper) -> Iterator[None]:
     """Inside, the cursors ``connection.cursor()`` makes bind their parameters on the server
@@ -89,10 +88,8 @@ def binding_on_server(connection: BaseDatabaseWrapper) -> Iterator[None]:
         return
     connection.ensure_connection()
     raw = connection.connection
-    if not _UNPREPARED:
-        _UNPREPARED.append(_unprepared_binding_cursor())
     before = raw.cursor_factory
-    raw.cursor_factory = _UNPREPARED[0]
+    raw.cursor_factory = _unprepared_binding_cursor()
     try:
         yield
     finally:
