@@ -15,8 +15,11 @@ import uuid
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Now
 from django.test.utils import CaptureQueriesContext
+from psycopg import pq
 
+from accounts.models import SecurityEvent
 from identity.backends.postgresql.compiler import SQLInsertCompiler
 from identity.crypto import envelope, keystore
 from identity.db import binding_on_server, fixed_cursor
@@ -58,9 +61,9 @@ def test_the_bulk_insert_sends_bytea_and_uuid_arrays_in_binary_and_reads_back_th
         created = Vault.objects.bulk_create(rows)
     inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
     assert len(inserts) == 1
-    # Bound on the server: the logged text holds placeholders, never a ciphertext or a value.
+    # Bound on the server: the logged text holds placeholders, no value and no escaped ciphertext.
     assert "$1" in inserts[0] and "::bytea[]" in inserts[0]
-    assert "listener@example.test" not in inserts[0]
+    assert "\\x" not in inserts[0] and "'" not in inserts[0]
     assert all(row.pk is not None for row in created)  # RETURNING came back through the same cursor
     assert _client_factory() is before  # the ORM's next statement binds on the client again
 
@@ -199,3 +202,39 @@ def test_a_column_empty_in_every_row_goes_in_as_nulls() -> None:
     assert [(v.day, v.doc, v.email) for v in Vault.objects.filter(pk__in=[r.pk for r in created])] == [
         (None, None, VALUES["email"])
     ] * 4
+
+
+def test_the_arrays_travel_in_binary_and_nothing_of_the_orm_is_prepared() -> None:
+    formats: list[list[pq.Format]] = []
+
+    def spy(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        result = execute(sql, params, many, context)
+        if sql.startswith("INSERT") and "testapp_vault" in sql:
+            formats.append(list(context["cursor"].cursor._query.formats or []))
+        return result
+
+    rows = _new(6)
+    with connection.execute_wrapper(spy):
+        Vault.objects.bulk_create(rows)
+    # data_key_id and the five encrypted columns: six arrays, every one in binary.
+    assert formats == [[pq.Format.BINARY] * 6]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        assert not [text for (text,) in cursor.fetchall() if "testapp_vault" in text]
+
+
+def test_a_bulk_insert_django_writes_as_values_runs_as_django_runs_it(alice) -> None:  # type: ignore[no-untyped-def]
+    """An expression among the values (here Now()) makes Django write VALUES, one parameter per
+    value: bound on the client as Django binds it, never on the server, where 65,535 is the limit."""
+    n = 4500  # 4,500 rows of 15 columns: 67,500 parameters
+    events = [
+        SecurityEvent(user=alice, data_key_id=alice.data_key_id, kind="signin", context={"n": i}, occurred_at=Now())
+        for i in range(n)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        SecurityEvent.objects.bulk_create(events)
+    inserts = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert len(inserts) == 1 and "VALUES" in inserts[0] and "$1" not in inserts[0]
+    keystore.clear_cache()
+    assert SecurityEvent.objects.filter(user=alice).count() == n
+    assert sorted(e.context["n"] for e in SecurityEvent.objects.filter(user=alice)) == list(range(n))
