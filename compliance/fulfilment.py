@@ -150,11 +150,7 @@ def execute(run: SystemRun) -> bool:
         system.dispatch(run_id=run.pk, request_id=str(run.request_id), action=run.action, subject=subject)  # type: ignore[attr-defined]
         return False
     if run.action == SystemRun.Action.EXPORT:
-        records = exports.records_of(system, subject)
-        if run.request.kind == PrivacyRequest.Kind.ACCESS_CATEGORIES:
-            run.counts = exports.count_records(records)  # C-12: counts, and no copy of the records
-        else:
-            run.counts = exports.write_parts(run.request.pk, system.name, subject.data_key_id, records)
+        run.counts = _exported(run.request, system.name, subject.data_key_id, exports.records_of(system, subject))
     else:
         result = system.erase(subject)
         run.counts = result.counts
@@ -163,6 +159,14 @@ def execute(run: SystemRun) -> bool:
             for k in result.kept
         ]
     return True
+
+
+def _exported(request: PrivacyRequest, system_name: str, key_id: Any, records: Any) -> dict[str, int]:
+    """A system's records for an export, as records per category: written to the request's parts, or
+    for a request for the categories only only counted, with no copy of the records (C-12)."""
+    if request.kind == PrivacyRequest.Kind.ACCESS_CATEGORIES:
+        return exports.count_records(records)
+    return exports.write_parts(request.pk, system_name, key_id, records)
 
 
 def failure_message(exc: BaseException) -> str:
@@ -309,7 +313,9 @@ def freeze_erasure(request_id: Any) -> None:
     evidence whole and sends nothing twice. Does nothing unless every erasure run is done."""
     with transaction.atomic():
         request = PrivacyRequest.objects.select_for_update(of=("self",)).select_related("subject").get(pk=request_id)
-        if request.kind != "erasure" or request.status != S.IN_PROGRESS or request.evidence.get("frozen_at"):
+        if request.kind != PrivacyRequest.Kind.ERASURE or request.status != S.IN_PROGRESS:
+            return
+        if request.evidence.get("frozen_at"):
             return
         runs = [r for r in request.runs.all() if r.action == SystemRun.Action.ERASE]
         if not runs or any(r.status != SystemRun.Status.DONE for r in runs):
@@ -467,10 +473,7 @@ def complete_from_callback(*, system_name: str, data: dict[str, Any]) -> SystemR
                 Record(category=category, source=f"{system_name}.{source}", values=values)
                 for category, source, values in _callback_records(data.get("records", []))
             ]
-            if run.request.kind == PrivacyRequest.Kind.ACCESS_CATEGORIES:
-                run.counts = exports.count_records(records)  # C-12: counts, and no copy of the records
-            else:
-                run.counts = exports.write_parts(run.request.pk, system_name, subject.data_key_id, iter(records))
+            run.counts = _exported(run.request, system_name, subject.data_key_id, iter(records))
         else:
             run.counts = {str(k): int(v) for k, v in dict(data.get("counts", {})).items()}
             run.kept = list(data.get("kept", []))
