@@ -81,11 +81,8 @@ def _unprepared_binding_cursor() -> type:
 
 @contextmanager
 def binding_on_server(connection: BaseDatabaseWrapper) -> Iterator[None]:
-    """Inside, the cursors ``connection.cursor()`` makes bind their parameters on the server
-    (PostgreSQL; anywhere else, nothing changes)."""
-    if connection.vendor != "postgresql":
-        yield
-        return
+    """Inside, the cursors a PostgreSQL ``connection.cursor()`` makes bind their parameters on the
+    server, unprepared (identity.backends.postgresql.compiler)."""
     connection.ensure_connection()
     raw = connection.connection
     before = raw.cursor_factory
